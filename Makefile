@@ -1,0 +1,38 @@
+# farm — set-up, demo, tests. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system demo test test-fast lint format soak bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+system:
+	bash scripts/setup-system.sh
+
+setup: $(STAMP) system
+
+demo: setup
+	$(VENV)/bin/farm demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) benchmarks/bench_parse.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

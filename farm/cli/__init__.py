@@ -1,0 +1,1 @@
+"""Thin typer commands: parse options, call a service function, render."""

@@ -1,0 +1,192 @@
+"""Device profiles (`device_profiles/*.yaml`): what is known about a device family.
+
+A profile serves two sides. For real phones it lets discovery name the family a device belongs
+to (`match`). For the virtual lab it is the whole identity of a virtual phone: getprop values,
+CNXN banner, CPU and thermal data, and how each delegate behaves on it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from farm.errors import ConfigError
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "device_profiles"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Match(_Strict):
+    """Glob patterns on getprop values; a device matches when every listed key matches one."""
+
+    props: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class CpuCluster(_Strict):
+    """A group of identical cores."""
+
+    cpus: list[int]
+    core: str  # e.g. "Cortex-X3"
+    max_freq_khz: int
+    min_freq_khz: int = 300000
+
+
+class Cpu(_Strict):
+    """The CPU as /proc/cpuinfo and cpufreq show it."""
+
+    hardware: str = ""  # the "Hardware" line of /proc/cpuinfo
+    clusters: list[CpuCluster]
+    # Relative single-thread speed against the host (model engine) and how well
+    # additional threads scale (1.0 = perfectly).
+    speed: float = 1.0
+    thread_scaling: float = 0.8
+
+
+class ThermalZone(_Strict):
+    """One /sys/class/thermal/thermal_zoneN."""
+
+    type: str
+    idle_c: float
+    # Degrees gained per second of benchmark load, lost per second idle, and the ceiling.
+    heat_per_s: float = 0.5
+    cool_per_s: float = 0.3
+    max_c: float = 80.0
+
+
+class Battery(_Strict):
+    """What `dumpsys battery` reports."""
+
+    level: int = 80
+    temperature_c: float = 28.0
+    status: Literal["charging", "discharging", "full", "not charging"] = "charging"
+    plugged: Literal["usb", "ac", "none"] = "usb"
+
+
+class Failure(_Strict):
+    """A way a delegate fails on this device: when the model matches, the run fails so."""
+
+    when: Literal["always", "quantized", "float", "model_glob"] = "always"
+    model_glob: str = ""
+    kind: Literal["init_error", "prepare_error", "crash"] = "prepare_error"
+    # Tool lines the stand-in prints (e.g. the NNAPI error); `crash` dies by `signal`.
+    message: str = ""
+    signal: int = 11
+
+
+class Accelerator(_Strict):
+    """A delegate target: the GPU, one NNAPI accelerator or the Hexagon DSP."""
+
+    name: str = ""
+    ops: list[str] = Field(default_factory=list)  # TFLite builtin op names it takes
+    takes_quantized: bool = True  # accepts int8/uint8 models
+    takes_float: bool = True  # accepts float32 models
+    speedup: float = 2.0  # delegated part runs this much faster than CPU with 1 thread
+    init_ms: float = 50.0  # extra initialisation time
+    failures: list[Failure] = Field(default_factory=list)
+
+
+class Gpu(Accelerator):
+    """The GPU delegate: OpenCL or OpenGL backend."""
+
+    backend: Literal["opencl", "gl"] = "opencl"
+    renderer: str = ""  # GL_RENDERER, e.g. "Adreno (TM) 740"
+
+
+class Nnapi(_Strict):
+    """NNAPI: its accelerators in the order the runtime prefers them."""
+
+    accelerators: list[Accelerator] = Field(default_factory=list)
+
+
+class Delegates(_Strict):
+    """Which delegates a device offers; None means absent (the tool says unsupported)."""
+
+    gpu: Gpu | None = None
+    nnapi: Nnapi | None = None
+    hexagon: Accelerator | None = None
+
+
+class Profile(_Strict):
+    """One device family."""
+
+    name: str
+    description: str = ""
+    emulator: bool = False
+    match: Match = Field(default_factory=Match)
+    props: dict[str, str]  # getprop values, as strings
+    features: list[str] = Field(
+        default_factory=lambda: ["shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir"]
+    )
+    cpu: Cpu
+    thermal: list[ThermalZone] = Field(default_factory=list)
+    battery: Battery = Field(default_factory=Battery)
+    storage_free_mb: int = 8192
+    delegates: Delegates = Field(default_factory=Delegates)
+
+    @property
+    def model(self) -> str:
+        return self.props.get("ro.product.model", "")
+
+    @property
+    def abis(self) -> list[str]:
+        abilist = self.props.get("ro.product.cpu.abilist") or self.props.get(
+            "ro.product.cpu.abi", ""
+        )
+        return [a for a in abilist.split(",") if a]
+
+    def matches(self, props: dict[str, str]) -> bool:
+        """True when a device's getprop values fit this profile's match patterns."""
+        if not self.match.props:
+            return False
+        return all(
+            any(fnmatch.fnmatchcase(props.get(key, ""), pat) for pat in pats)
+            for key, pats in self.match.props.items()
+        )
+
+
+def load_profile(path: Path) -> Profile:
+    """Load and validate one profile file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read device profile: {exc}") from None
+    try:
+        return Profile.model_validate(data)
+    except Exception as exc:  # pydantic.ValidationError
+        first = str(exc).splitlines()
+        raise ConfigError(f"{path}: invalid device profile: {' '.join(first[:3])}") from None
+
+
+@lru_cache(maxsize=4)
+def all_profiles(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
+    """Every profile in the folder, by name."""
+    profiles: dict[str, Profile] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        profile = load_profile(path)
+        profiles[profile.name] = profile
+    return profiles
+
+
+def get_profile(name: str, directory: Path = PROFILE_DIR) -> Profile:
+    """The profile called `name`; a ConfigError listing the known ones otherwise."""
+    profiles = all_profiles(directory)
+    if name not in profiles:
+        known = ", ".join(sorted(profiles)) or "none"
+        raise ConfigError(f"unknown device profile {name!r} (known: {known})")
+    return profiles[name]
+
+
+def match_profile(props: dict[str, str], directory: Path = PROFILE_DIR) -> Profile | None:
+    """The first profile whose match patterns fit these getprop values."""
+    for profile in all_profiles(directory).values():
+        if profile.matches(props):
+            return profile
+    return None
