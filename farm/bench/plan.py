@@ -1,0 +1,255 @@
+"""The plan: devices × models × delegates × threads × repeats, and what a device cannot run."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from farm.android.info import DeviceInfo
+from farm.config import Config, DelegateSpec
+from farm.errors import ConfigError, InputError
+from farm.profiles import Profile, get_profile
+
+# NNAPI arrived in Android 8.1; choosing an accelerator by name in Android 10.
+NNAPI_MIN_SDK = 27
+NNAPI_ACCELERATOR_MIN_SDK = 29
+_QUALCOMM = re.compile(
+    r"qualcomm|\bqti\b|snapdragon|^(sm|sdm|msm|qcs|qcm|apq)\d|"
+    r"^(kalama|taro|lahaina|kona|msmnile|pineapple|sun|parrot|crow|bengal|holi|lito|atoll)$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model file on the host, by display name and content hash."""
+
+    path: Path
+    name: str
+    sha256: str
+
+    @classmethod
+    def from_path(cls, path: Path, name: str | None = None) -> ModelRef:
+        """Hash the file; its stem is the default display name."""
+        return cls(path=Path(path), name=name or Path(path).stem, sha256=sha256_file(path))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One benchmark run: a model with a delegate and thread count on one device, one repeat."""
+
+    serial: str
+    server: str
+    model: str  # display name
+    model_path: Path  # on the host
+    model_sha256: str
+    delegate: str  # the delegate's label: cpu, gpu, ..., external:<name>
+    spec: DelegateSpec = field(compare=False, repr=False)
+    threads: int = 1
+    repeat: int = 0
+
+    @property
+    def key(self) -> str:
+        """Stable identity of the cell across runs (what --resume matches on)."""
+        return (
+            f"{self.serial}|{self.model_sha256[:16]}|{self.delegate}|t{self.threads}|r{self.repeat}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The cell as the run header lists it."""
+        return {
+            "key": self.key,
+            "serial": self.serial,
+            "server": self.server,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "delegate": self.delegate,
+            "threads": self.threads,
+            "repeat": self.repeat,
+        }
+
+
+@dataclass
+class Plan:
+    """What a run will do: cells in run order, and the cells set aside with a reason."""
+
+    devices: list[DeviceInfo]
+    models: list[ModelRef]
+    delegates: list[DelegateSpec]
+    threads: list[int]
+    repeats: int
+    cells: list[Cell] = field(default_factory=list)
+    # A device cannot run it (recorded as `unsupported`, never dropped).
+    unsupported: list[tuple[Cell, str]] = field(default_factory=list)
+    # The device was not online at planning time (the runner records these as `device_lost`).
+    unavailable: list[tuple[Cell, str]] = field(default_factory=list)
+
+    def all_cells(self) -> list[Cell]:
+        """Every planned cell: runnable, unsupported and unavailable."""
+        return self.cells + [c for c, _ in self.unsupported] + [c for c, _ in self.unavailable]
+
+    def cells_for(self, serial: str) -> list[Cell]:
+        """The runnable cells of one device, in run order."""
+        return [c for c in self.cells if c.serial == serial]
+
+    @property
+    def total(self) -> int:
+        """Every planned cell, runnable or not."""
+        return len(self.cells) + len(self.unsupported) + len(self.unavailable)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole plan, for the run header."""
+        return {
+            "devices": [d.to_dict() for d in self.devices],
+            "models": [
+                {"name": m.name, "path": str(m.path), "sha256": m.sha256} for m in self.models
+            ],
+            "delegates": [d.options_dict() | {"label": d.label} for d in self.delegates],
+            "threads": list(self.threads),
+            "repeats": self.repeats,
+            "cells": [c.to_dict() for c in self.cells],
+            "unsupported": [c.to_dict() | {"reason": r} for c, r in self.unsupported],
+            "unavailable": [c.to_dict() | {"reason": r} for c, r in self.unavailable],
+        }
+
+
+def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config) -> Plan:
+    """Cross the devices with models, delegates, threads and repeats, interleaving repeats.
+
+    Run order is repeat-major: every cell of repeat 0, then of repeat 1, ..., so slow drift
+    spreads over all cells. Cells a device cannot run go to `unsupported` with a reason.
+    """
+    models = _unique_names(models)
+    plan = Plan(
+        devices=list(devices),
+        models=models,
+        delegates=list(config.delegates),
+        threads=list(config.threads),
+        repeats=config.repeats,
+    )
+    reasons = {
+        (d.serial, d.server, s.label): unsupported_reason(d, s)
+        for d in devices
+        for s in config.delegates
+    }
+    for repeat in range(config.repeats):
+        for device in devices:
+            for model in models:
+                for spec in config.delegates:
+                    for threads in config.threads:
+                        cell = Cell(
+                            serial=device.serial,
+                            server=device.server,
+                            model=model.name,
+                            model_path=model.path,
+                            model_sha256=model.sha256,
+                            delegate=spec.label,
+                            spec=spec,
+                            threads=threads,
+                            repeat=repeat,
+                        )
+                        reason = reasons[(device.serial, device.server, spec.label)]
+                        if not device.online:
+                            plan.unavailable.append((cell, f"device is {device.state}"))
+                        elif reason:
+                            plan.unsupported.append((cell, reason))
+                        else:
+                            plan.cells.append(cell)
+    servers: dict[str, set[str]] = {}
+    for device in devices:
+        servers.setdefault(device.serial, set()).add(device.server)
+    for serial, seen in servers.items():
+        if len(seen) > 1:
+            raise InputError(
+                f"device {serial} is seen by several adb servers ({', '.join(sorted(seen))}); "
+                "list only one of them in adb_servers"
+            )
+    return plan
+
+
+def unsupported_reason(device: DeviceInfo, spec: DelegateSpec) -> str | None:
+    """Why this device cannot run this delegate, in one line; None when it may."""
+    profile = _profile(device)
+    delegates = profile.delegates if profile is not None else None
+    name = f"profile {profile.name}" if profile is not None else ""
+    if spec.kind == "gpu":
+        if delegates is not None and delegates.gpu is None:
+            return f"no GPU delegate on this device ({name})"
+    elif spec.kind == "nnapi":
+        if device.sdk is not None and device.sdk < NNAPI_MIN_SDK:
+            return f"NNAPI needs SDK {NNAPI_MIN_SDK} (Android 8.1); device has SDK {device.sdk}"
+        if delegates is not None and delegates.nnapi is None:
+            return f"no NNAPI on this device ({name})"
+        if spec.accelerator_name:
+            if device.sdk is not None and device.sdk < NNAPI_ACCELERATOR_MIN_SDK:
+                return (
+                    f"NNAPI accelerator names need SDK {NNAPI_ACCELERATOR_MIN_SDK} "
+                    f"(Android 10); device has SDK {device.sdk}"
+                )
+            if delegates is not None and delegates.nnapi is not None:
+                names = [a.name for a in delegates.nnapi.accelerators]
+                if spec.accelerator_name not in names:
+                    return (
+                        f"NNAPI accelerator {spec.accelerator_name!r} is not on this device "
+                        f"(has: {', '.join(names) or 'none'})"
+                    )
+    elif spec.kind == "hexagon":
+        if device.emulator:
+            return "Hexagon needs a Qualcomm SoC; this is an emulator"
+        if delegates is not None and delegates.hexagon is None:
+            return f"no Hexagon DSP on this device ({name})"
+        if device.abi and not device.abi.startswith("arm"):
+            return f"the Hexagon delegate is built for ARM only; device ABI is {device.abi}"
+        if delegates is None and device.soc and not is_qualcomm(device):
+            return f"Hexagon needs a Qualcomm SoC; device has {device.soc}"
+    return None
+
+
+def is_qualcomm(device: DeviceInfo) -> bool:
+    """True when the SoC name or platform props say Qualcomm."""
+    props = device.props or {}
+    candidates = [
+        device.soc,
+        props.get("ro.soc.manufacturer", ""),
+        props.get("ro.soc.model", ""),
+        props.get("ro.board.platform", ""),
+        props.get("ro.hardware", ""),
+    ]
+    return any(_QUALCOMM.search(c.strip()) for c in candidates if c)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes; InputError naming the file when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def _profile(device: DeviceInfo) -> Profile | None:
+    if not device.profile:
+        return None
+    try:
+        return get_profile(device.profile)
+    except ConfigError:
+        return None
+
+
+def _unique_names(models: Iterable[ModelRef]) -> list[ModelRef]:
+    """Drop repeated files (same hash); tell apart different files with the same name."""
+    by_hash: dict[str, ModelRef] = {}
+    for model in models:
+        by_hash.setdefault(model.sha256, model)
+    refs = list(by_hash.values())
+    names = [m.name for m in refs]
+    return [
+        replace(m, name=f"{m.name}@{m.sha256[:8]}") if names.count(m.name) > 1 else m for m in refs
+    ]

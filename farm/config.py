@@ -1,0 +1,559 @@
+"""farm.yaml: the run configuration, its validation with file/line errors, and CLI overrides."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from farm.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "farm.yaml"
+DELEGATE_KINDS = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "external")
+KNOWN_ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
+# A config is a few hundred bytes; refuse what clearly is not one (/dev/zero, a model file).
+MAX_CONFIG_BYTES = 1 << 20
+
+_OPTIONS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "cpu": ("xnnpack",),
+    "xnnpack": (),
+    "gpu": ("precision_loss_allowed", "backend"),
+    "nnapi": ("accelerator_name", "allow_fp16"),
+    "hexagon": (),
+    "external": ("name", "path", "options"),
+}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _server(text: str) -> str:
+    parse_server(text)
+    return text
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DelegateSpec(_Strict):
+    """One delegate to benchmark, with its options; a plain string like "gpu" is accepted too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    # cpu: force XNNPACK on or off (None: the tool's default).
+    xnnpack: bool | None = None
+    # gpu
+    precision_loss_allowed: bool | None = None
+    backend: Literal["opencl", "gl"] | None = None
+    # nnapi
+    accelerator_name: str | None = None
+    allow_fp16: bool | None = None
+    # external: a delegate library on the device, named for the report
+    name: str | None = None
+    path: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            kind, _, name = value.strip().partition(":")
+            if kind == "external" and name:
+                return {"kind": kind, "name": name}
+            return {"kind": value.strip()}
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in DELEGATE_KINDS:
+            hint = _did_you_mean(value, DELEGATE_KINDS)
+            raise ValueError(
+                f"unknown delegate {value!r} (known: {', '.join(DELEGATE_KINDS)}){hint}"
+            )
+        return value
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_as_text(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            text = str(item).lower() if isinstance(item, bool) else str(item)
+            for part in (str(key), text):
+                # benchmark_model splits 'k1:v1;k2:v2' without any escaping.
+                if not part or any(c in part for c in ":;\n"):
+                    raise ValueError(
+                        f"external delegate option {key!r}: {item!r}: keys and values must be "
+                        "non-empty and contain no ':', ';' or newline"
+                    )
+            out[str(key)] = text
+        return out
+
+    @model_validator(mode="after")
+    def _options_fit_kind(self) -> DelegateSpec:
+        allowed = _OPTIONS_BY_KIND[self.kind]
+        for option in (
+            "xnnpack",
+            "precision_loss_allowed",
+            "backend",
+            "accelerator_name",
+            "allow_fp16",
+            "name",
+            "path",
+        ):
+            if getattr(self, option) is not None and option not in allowed:
+                raise ValueError(f"option {option!r} does not apply to delegate {self.kind!r}")
+        if self.options and "options" not in allowed:
+            raise ValueError(f"option 'options' does not apply to delegate {self.kind!r}")
+        if self.kind == "external":
+            if not self.name or not _NAME_RE.match(self.name):
+                raise ValueError(
+                    "an external delegate needs a 'name' (letters, digits, '.', '_', '-'), "
+                    "used in the report as external:<name>"
+                )
+            if not self.path:
+                raise ValueError(f"external delegate {self.name!r} needs a 'path' on the device")
+        if self.accelerator_name is not None and not self.accelerator_name.strip():
+            raise ValueError("'accelerator_name' is empty")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The delegate as results and reports name it: cpu, gpu, ..., external:<name>."""
+        return f"external:{self.name}" if self.kind == "external" else self.kind
+
+    def options_dict(self) -> dict[str, Any]:
+        """Only the options that were set, for the run header."""
+        return self.model_dump(exclude_defaults=True) | {"kind": self.kind}
+
+
+class DeviceSelection(_Strict):
+    """Which devices take part; every non-empty list must match (an empty selection takes all)."""
+
+    serials: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)  # globs on ro.product.model
+    socs: list[str] = Field(default_factory=list)  # globs on the SoC name
+    profiles: list[str] = Field(default_factory=list)  # device profile names
+
+    @field_validator("serials", "models", "socs", "profiles", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def matches(self, info: Any) -> bool:
+        """True when a DeviceInfo passes every selector that is set."""
+        if self.serials and info.serial not in self.serials:
+            return False
+        if self.models and not _glob_any(info.model, self.models):
+            return False
+        if self.socs and not _glob_any(info.soc, self.socs):
+            return False
+        return not self.profiles or info.profile in self.profiles
+
+    def describe(self) -> str:
+        """A short text of the selection, for the "no device matched" error."""
+        parts = [
+            f"{name}={','.join(values)}"
+            for name, values in (
+                ("serials", self.serials),
+                ("models", self.models),
+                ("socs", self.socs),
+                ("profiles", self.profiles),
+            )
+            if values
+        ]
+        return " ".join(parts) or "all devices"
+
+
+class Config(_Strict):
+    """The whole farm.yaml."""
+
+    models: list[str] = Field(default_factory=list)  # paths and globs
+    delegates: list[DelegateSpec] = Field(default_factory=lambda: [DelegateSpec(kind="cpu")])
+    threads: list[int] = Field(default_factory=lambda: [1])
+    repeats: int = Field(default=1, ge=1, le=1000)
+    warmup_runs: int = Field(default=1, ge=0)
+    warmup_min_secs: float = Field(default=0.5, ge=0)
+    num_runs: int = Field(default=50, ge=1)
+    min_secs: float = Field(default=1.0, ge=0)
+    max_secs: float = Field(default=150.0, gt=0)
+    run_deadline_s: float = Field(default=600.0, gt=0)  # wall-clock limit of one benchmark run
+    report_peak_memory: bool = False
+    devices: DeviceSelection = Field(default_factory=DeviceSelection)
+    adb_servers: list[Annotated[str, AfterValidator(_server)]] = Field(
+        default_factory=lambda: default_adb_servers()
+    )
+    binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> host path
+    output: str = "farm-runs"
+
+    @field_validator("models", "threads", "adb_servers", "delegates", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, int)) and not isinstance(value, bool) else value
+
+    @field_validator("models")
+    @classmethod
+    def _models_not_blank(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not item.strip():
+                raise ValueError("a model path is empty")
+        return value
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_range(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("at least one thread count is needed")
+        for n in value:
+            if not 1 <= n <= 64:
+                raise ValueError(f"thread count {n} is out of range 1..64")
+        return list(dict.fromkeys(value))
+
+    @field_validator("delegates")
+    @classmethod
+    def _labels_unique(cls, value: list[DelegateSpec]) -> list[DelegateSpec]:
+        if not value:
+            raise ValueError("at least one delegate is needed")
+        seen: set[str] = set()
+        for spec in value:
+            if spec.label in seen:
+                raise ValueError(
+                    f"delegate {spec.label!r} is listed twice"
+                    + (
+                        " (give each external delegate its own name)"
+                        if spec.kind == "external"
+                        else ""
+                    )
+                )
+            seen.add(spec.label)
+        return value
+
+    @field_validator("adb_servers")
+    @classmethod
+    def _servers_unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @field_validator("binaries")
+    @classmethod
+    def _abis(cls, value: dict[str, str]) -> dict[str, str]:
+        for abi in value:
+            if abi not in KNOWN_ABIS:
+                raise ValueError(
+                    f"unknown ABI {abi!r} (known: {', '.join(KNOWN_ABIS)})"
+                    + _did_you_mean(abi, KNOWN_ABIS)
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _secs_order(self) -> Config:
+        if self.max_secs < self.min_secs:
+            raise ValueError(f"max_secs ({self.max_secs:g}) is below min_secs ({self.min_secs:g})")
+        return self
+
+    def delegate(self, label: str) -> DelegateSpec:
+        """The configured delegate with this label (KeyError when absent)."""
+        for spec in self.delegates:
+            if spec.label == label:
+                return spec
+        raise KeyError(label)
+
+
+def parse_server(text: str) -> tuple[str, int]:
+    """'host:port' → (host, port); ValueError with a readable message otherwise."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"adb server {text!r} is not host:port (e.g. 127.0.0.1:5037)")
+    return host, int(port)
+
+
+def default_adb_servers() -> list[str]:
+    """adb's own convention: ANDROID_ADB_SERVER_HOST / _PORT, else 127.0.0.1:5037."""
+    host = os.environ.get("ANDROID_ADB_SERVER_HOST") or "127.0.0.1"
+    port = os.environ.get("ANDROID_ADB_SERVER_PORT") or "5037"
+    server = f"{host}:{port}"
+    try:
+        parse_server(server)
+    except ValueError:
+        raise ConfigError(
+            f"ANDROID_ADB_SERVER_PORT={port!r}: not a port number (1..65535)"
+        ) from None
+    return [server]
+
+
+def load_config(path: Path | None, *, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate farm.yaml (None: defaults only), then apply CLI overrides.
+
+    Overrides (None values are ignored): model (list of paths), delegate ("cpu,gpu" or list),
+    threads ("1,2,4" or list), repeats, serial (str or list), out. ANDROID_SERIAL selects a
+    device when no serial is configured. Errors are ConfigError naming file, line and key.
+    """
+    data: dict[str, Any] = {}
+    root: yaml.Node | None = None
+    where = ""
+    if path is not None:
+        where = str(path)
+        text = _read_config_text(path)
+        root, data = _parse_yaml(text, where)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, root, where or "config")) from None
+    if path is not None:
+        config = _relative_to(config, path.parent)
+    return apply_overrides(config, overrides or {})
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
+    """CLI flags win over the file; ANDROID_SERIAL fills in when no serial is set."""
+    update: dict[str, Any] = {}
+    if overrides.get("model"):
+        update["models"] = [str(m) for m in _as_list(overrides["model"])]
+    if overrides.get("delegate"):
+        update["delegates"] = [
+            _delegate_from_flag(config, label) for label in _split(overrides["delegate"])
+        ]
+    if overrides.get("threads"):
+        update["threads"] = [_int_flag("--threads", t) for t in _split(overrides["threads"])]
+    if overrides.get("repeats") is not None:
+        update["repeats"] = _int_flag("--repeats", overrides["repeats"])
+    if overrides.get("out"):
+        update["output"] = str(overrides["out"])
+    serials = [s for s in _split(overrides.get("serial") or []) if s]
+    if not serials and not config.devices.serials and os.environ.get("ANDROID_SERIAL"):
+        serials = [os.environ["ANDROID_SERIAL"]]
+    if serials:
+        update["devices"] = config.devices.model_copy(update={"serials": serials}).model_dump()
+    if not update:
+        return config
+    data = config.model_dump() | update
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = {"models": "--model", "delegates": "--delegate", "threads": "--threads"}.get(
+            str(err["loc"][0]), f"--{err['loc'][0]}"
+        )
+        raise ConfigError(f"{flag}: {_message(err)}") from None
+
+
+def _delegate_from_flag(config: Config, label: str) -> dict[str, Any]:
+    """A --delegate name takes the file's options for that delegate when the file has it."""
+    try:
+        return config.delegate(label).model_dump(exclude_defaults=True) | {"kind": label}
+    except KeyError:
+        pass
+    if label.startswith("external:"):
+        name = label.split(":", 1)[1]
+        raise ConfigError(
+            f"--delegate: external delegate {name!r} is not in the config "
+            "(its path and options must be given in farm.yaml)"
+        )
+    try:
+        return DelegateSpec.model_validate(label).model_dump(exclude_defaults=True)
+    except ValidationError as exc:
+        raise ConfigError(f"--delegate: {_message(exc.errors()[0])}") from None
+
+
+def _int_flag(flag: str, value: Any) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"{flag}: {value!r} is not a whole number") from None
+
+
+def _split(value: Any) -> list[str]:
+    items: list[str] = []
+    for item in _as_list(value):
+        items.extend(part.strip() for part in str(item).split(",") if part.strip())
+    return items
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _relative_to(config: Config, base: Path) -> Config:
+    """Relative model and binary paths in a config file are relative to the file's folder."""
+    if base in (Path(""), Path(".")):
+        return config
+
+    def fix(p: str) -> str:
+        return p if os.path.isabs(os.path.expanduser(p)) else str(base / p)
+
+    return config.model_copy(
+        update={
+            "models": [fix(m) for m in config.models],
+            "binaries": {abi: fix(p) for abi, p in config.binaries.items()},
+        }
+    )
+
+
+def _read_config_text(path: Path) -> str:
+    try:
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        if not path.is_file():
+            raise ConfigError(f"{path}: not a regular file")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: too large for a config file (over {MAX_CONFIG_BYTES} bytes)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text") from None
+
+
+def _parse_yaml(text: str, where: str) -> tuple[yaml.Node | None, dict[str, Any]]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"{where}{line}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: YAML error: {exc}") from None
+    if data is None:
+        return root, {}
+    if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
+        line = root.start_mark.line + 1 if root is not None else 1
+        raise ConfigError(f"{where}:{line}: the config must be a mapping of keys (models:, ...)")
+    _check_duplicate_keys(root, where)
+    return root, data
+
+
+def _check_duplicate_keys(node: yaml.Node, where: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise ConfigError(
+                        f"{where}:{key.start_mark.line + 1}: key {key.value!r} appears twice"
+                    )
+                seen.add(key.value)
+            _check_duplicate_keys(value, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item, where)
+
+
+def _first_error(exc: ValidationError, root: yaml.Node | None, where: str) -> str:
+    err = exc.errors()[0]
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    node, used = _node_at(root, loc)
+    line = f":{node.start_mark.line + 1}" if node is not None else ""
+    if err["type"] == "extra_forbidden":
+        shown = loc[:-1]
+    elif err["type"] == "missing":
+        shown = loc
+    else:
+        shown = loc[: max(used, 1)]
+    key = _format_loc(shown)
+    return f"{where}{line}: {key}: {_message(err)}" if key else f"{where}{line}: {_message(err)}"
+
+
+def _message(err: Mapping[str, Any]) -> str:
+    loc = list(err["loc"])
+    if err["type"] == "extra_forbidden":
+        name = str(loc[-1])
+        return f"unknown key {name!r}{_did_you_mean(name, _fields_at(loc[:-1]))}"
+    if err["type"] == "missing":
+        return f"required key {str(loc[-1])!r} is missing"
+    msg = str(err["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    if err["type"] == "literal_error" or "Input should be" in msg:
+        msg = f"{msg}, got {err.get('input')!r}"
+    return msg
+
+
+def _node_at(root: yaml.Node | None, loc: list[Any]) -> tuple[yaml.Node | None, int]:
+    """The deepest YAML node along a pydantic error location, and how many parts it used."""
+    node, used = root, 0
+    for i, part in enumerate(loc):
+        if isinstance(node, yaml.MappingNode):
+            found = next(
+                (
+                    (k, v)
+                    for k, v in node.value
+                    if isinstance(k, yaml.ScalarNode) and k.value == part
+                ),
+                None,
+            )
+            if found is None:
+                break
+            # An unknown key is best shown at the key itself.
+            node = found[0] if i == len(loc) - 1 else found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+        else:
+            break
+        used += 1
+    return node, used
+
+
+def _format_loc(loc: Iterable[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _fields_at(loc: list[Any]) -> list[str]:
+    """Field names of the model found at this location of Config (for 'did you mean')."""
+    cls: type[BaseModel] | None = Config
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            continue
+        field = cls.model_fields.get(str(part))
+        cls = _model_in(field.annotation) if field is not None else None
+    return list(cls.model_fields) if cls is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _glob_any(value: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(value.lower(), p.lower()) for p in patterns)

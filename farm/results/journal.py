@@ -1,0 +1,232 @@
+"""results.jsonl: the append-only run journal (header, one flushed line per cell, summary)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from farm.errors import InputError
+from farm.results.schema import COMPLETE, SCHEMA_VERSION, json_safe, now_iso
+
+RESULTS_NAME = "results.jsonl"
+
+
+@dataclass
+class RunData:
+    """What a results.jsonl holds; `cells` keeps the latest line per cell key, in write order."""
+
+    path: Path
+    header: dict[str, Any]
+    cells: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+    warnings: list[str] = field(default_factory=list)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    superseded: int = 0  # cell lines replaced by a later line for the same key (resumed runs)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def done_keys(self) -> set[str]:
+        """Keys of cells that reached a result the tool gave (not to be run again)."""
+        return {c["key"] for c in self.cells if c.get("status") in COMPLETE and c.get("key")}
+
+
+class Journal:
+    """Writes results.jsonl: every line is flushed and fsynced before `append` returns."""
+
+    def __init__(self, path: Path, fh: Any) -> None:
+        self.path = path
+        self._fh = fh
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, run_dir: Path, header: dict[str, Any]) -> Journal:
+        """Start a new run folder with its header line; refuses a folder that has results."""
+        run_dir = Path(run_dir)
+        if header.get("type") != "header":
+            raise ValueError("the first line of a journal must be a header")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fh = open(run_dir / RESULTS_NAME, "xb")
+        except FileExistsError:
+            raise InputError(
+                f"{run_dir / RESULTS_NAME} already exists; continue it with --resume {run_dir}"
+            ) from None
+        except OSError as exc:
+            raise InputError(f"{run_dir}: cannot create the run folder: {exc}") from None
+        journal = cls(run_dir / RESULTS_NAME, fh)
+        journal._write(header)
+        _fsync_dir(run_dir)
+        return journal
+
+    @classmethod
+    def open_resume(cls, run_dir: Path) -> tuple[Journal, set[str]]:
+        """Reopen a run for appending; returns the journal and the keys already done.
+
+        A partial last line (the process died while writing it) is cut off first.
+        """
+        data, good_bytes = _load(Path(run_dir))
+        fh = open(data.path, "r+b")
+        fh.truncate(good_bytes)
+        fh.seek(0, os.SEEK_END)
+        if good_bytes and not _ends_with_newline(data.path, good_bytes):
+            fh.write(b"\n")
+        journal = cls(data.path, fh)
+        journal._write({"type": "resumed", "at": now_iso(), "done": len(data.done_keys)})
+        return journal, data.done_keys
+
+    def append(self, cell: dict[str, Any]) -> None:
+        """Write one cell line, durably."""
+        self._write({"type": "cell", **cell})
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Write the summary line and close the file."""
+        self._write({"type": "summary", **summary})
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, record: dict[str, Any]) -> None:
+        # One write call per line, so a crash leaves at most one partial line, always the last.
+        data = json.dumps(json_safe(record), allow_nan=False, ensure_ascii=False) + "\n"
+        with self._lock:
+            if self._fh.closed:
+                raise ValueError(f"{self.path}: journal is closed")
+            self._fh.write(data.encode("utf-8"))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+
+def load_run(path: Path | str) -> RunData:
+    """Read a run folder (or its results.jsonl); tolerates a partial last line with a warning."""
+    return _load(Path(path))[0]
+
+
+def _load(path: Path) -> tuple[RunData, int]:
+    """The run data and the byte length of its well-formed lines."""
+    file = path / RESULTS_NAME if path.is_dir() else path
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no {RESULTS_NAME} found") from None
+    except OSError as exc:
+        raise InputError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    name = file.name
+    lines = raw.split(b"\n")
+    if not raw.strip():
+        raise InputError(f"{file}: empty, not a farm results file")
+
+    header: dict[str, Any] | None = None
+    cells: dict[str, dict[str, Any]] = {}
+    summary: dict[str, Any] | None = None
+    warnings: list[str] = []
+    resumes: list[dict[str, Any]] = []
+    superseded = 0
+    offset = good_bytes = 0
+    last_content = max(i for i, line in enumerate(lines) if line.strip())
+    for index, line in enumerate(lines):
+        start, offset = offset, offset + len(line) + 1
+        if not line.strip():
+            continue
+        lineno = index + 1
+        try:
+            record = _strict_json(line)
+        except (ValueError, RecursionError):
+            if index == last_content:
+                warnings.append(
+                    f"{name}:{lineno}: partial last line ignored (the run stopped while writing it)"
+                )
+                good_bytes = start
+                break
+            warnings.append(f"{name}:{lineno}: not valid JSON; line skipped")
+            good_bytes = min(offset, len(raw))
+            continue
+        good_bytes = min(offset, len(raw))
+        if header is None:
+            header = _check_header(record, file)
+            continue
+        kind = record.get("type")
+        if kind == "cell":
+            key = str(record.get("key") or f"line{lineno}")
+            if key in cells:
+                superseded += 1
+                del cells[key]  # the newer line wins and moves to its run position
+            cells[key] = record
+        elif kind == "summary":
+            summary = record
+        elif kind == "resumed":
+            resumes.append(record)
+            summary = None  # an earlier summary no longer describes the run
+        else:
+            warnings.append(f"{name}:{lineno}: unknown record type {kind!r}; line skipped")
+    if header is None:
+        raise InputError(f"{file}: not a farm results file (no header line)")
+    data = RunData(
+        path=file,
+        header=header,
+        cells=list(cells.values()),
+        summary=summary,
+        warnings=warnings,
+        resumes=resumes,
+        superseded=superseded,
+    )
+    return data, good_bytes
+
+
+def _check_header(record: Any, file: Path) -> dict[str, Any]:
+    if not isinstance(record, dict) or record.get("type") != "header":
+        raise InputError(f"{file}: not a farm results file (the first line is not a header)")
+    version = record.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InputError(f"{file}: header has no valid schema_version ({version!r})")
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"{file}: written with results schema {version}, newer than this farm reads "
+            f"(up to {SCHEMA_VERSION}); upgrade farm to read it"
+        )
+    return record
+
+
+def _strict_json(line: bytes) -> dict[str, Any]:
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    record = json.loads(line.decode("utf-8"), parse_constant=no_constants)
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return record
+
+
+def _ends_with_newline(path: Path, size: int) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(size - 1)
+        return fh.read(1) == b"\n"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
