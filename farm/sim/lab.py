@@ -1,0 +1,618 @@
+"""The virtual lab: start virtual phones, attach them to an adb server, inject faults, stop them.
+
+Phones run in host processes (`python -m farm.sim.lab host ...`): either one process for all
+phones (one asyncio loop) or one process per phone, so that a phone can be killed for real. The
+lab's state lives in a folder (`lab.json`), so `Lab.load(dir).down()` works from another shell.
+Each host process takes fault requests on a small control channel (TCP on 127.0.0.1, with a
+token from the state folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from farm.errors import ConfigError, LabError
+
+STATE_FILE = "lab.json"
+DEFAULT_PHONE_OS = "farm.sim.phone_os:PhoneOS"
+EMULATOR_PORTS = range(5554, 5586)  # adb servers scan these by themselves
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+log = logging.getLogger("farm.sim.lab")
+
+
+def default_lab_dir() -> Path:
+    """Where `farm lab` keeps its state unless told otherwise."""
+    if env := os.environ.get("FARM_LAB_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "farm" / "lab"
+
+
+def default_adb_port() -> int:
+    """adb's own convention: $ANDROID_ADB_SERVER_PORT, else 5037."""
+    value = os.environ.get("ANDROID_ADB_SERVER_PORT", "5037")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"ANDROID_ADB_SERVER_PORT={value!r} is not a port number") from None
+
+
+def default_adb_path() -> str:
+    """The adb binary the lab uses: $ADBUTILS_ADB_PATH, else the one in the adbutils wheel."""
+    if env := os.environ.get("ADBUTILS_ADB_PATH"):
+        return env
+    import adbutils
+
+    bundled = Path(adbutils.__file__).parent / "binaries" / "adb"
+    if bundled.exists():
+        return str(bundled)
+    found = shutil.which("adb")
+    if not found:
+        raise LabError("no adb binary found (install adbutils or set ADBUTILS_ADB_PATH)")
+    return found
+
+
+def parse_profile_specs(specs: list[str]) -> list[str]:
+    """`["pixel_7:2", "emulator_x86_64"]` -> ["pixel_7", "pixel_7", "emulator_x86_64"]."""
+    from farm.profiles import get_profile
+
+    names: list[str] = []
+    for spec in specs:
+        name, sep, count_text = spec.partition(":")
+        count = 1
+        if sep:
+            try:
+                count = int(count_text)
+            except ValueError:
+                raise ConfigError(f"--profile {spec!r}: count must be a number") from None
+            if count < 1:
+                raise ConfigError(f"--profile {spec!r}: count must be at least 1")
+        get_profile(name)  # unknown names fail here, listing the known ones
+        names.extend([name] * count)
+    return names
+
+
+def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _bind_phone_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A listening socket on a free port outside the emulator range adb scans by itself."""
+    for _ in range(50):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, 0))
+        if sock.getsockname()[1] not in EMULATOR_PORTS:
+            sock.listen(16)
+            sock.setblocking(False)
+            return sock
+        sock.close()
+    raise LabError("no free port outside the adb emulator range")
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _pid_is_host(pid: int) -> bool:
+    """True when pid is alive and is a lab host process (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if status.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return b"farm.sim.lab" in cmdline
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@dataclass
+class LabPhone:
+    """One phone of a lab as its state file records it."""
+
+    serial: str
+    profile: str
+    port: int
+    pid: int
+    adb_port: int
+    host: int  # index of the host process
+    root: str = ""
+
+
+@dataclass
+class _Host:
+    index: int
+    pid: int
+    control_port: int
+    token: str
+    log: str
+
+
+@dataclass
+class Lab:
+    """A running virtual lab (see module docstring)."""
+
+    dir: Path
+    adb_port: int
+    adb_path: str
+    engine: str = "model"
+    phones: list[LabPhone] = field(default_factory=list)
+    hosts: list[_Host] = field(default_factory=list)
+    started_adb_server: bool = False
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    # Starting.
+    @classmethod
+    def start(
+        cls,
+        profiles: list[str],
+        *,
+        engine: str = "model",
+        per_process: bool = False,
+        adb_port: int | None = None,
+        adb_path: str | None = None,
+        directory: Path | None = None,
+        env: dict[str, str] | None = None,
+        faults: dict[int, list[tuple[str, dict[str, Any]]]] | None = None,
+        detach: bool = False,
+        phone_os: str = DEFAULT_PHONE_OS,
+        timeout: float = 60.0,
+    ) -> Lab:
+        """Start phones of the given profile names and attach them to the adb server.
+
+        `faults` maps a phone's index in `profiles` to faults in force from its start.
+        `detach` lets the phones outlive this process (the CLI); otherwise they stop with it.
+        """
+        if engine not in ("litert", "model"):
+            raise ConfigError(f"unknown engine {engine!r} (known: litert, model)")
+        if not profiles:
+            raise ConfigError("no phones asked for (give at least one profile)")
+        parse_profile_specs(profiles)
+        directory = Path(directory or default_lab_dir()).resolve()
+        if (directory / STATE_FILE).exists():
+            raise LabError(f"a lab is already up in {directory} (run `farm lab down` first)")
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "hosts").mkdir(exist_ok=True)
+        env = dict(env if env is not None else os.environ)
+        lab = cls(
+            dir=directory,
+            adb_port=adb_port if adb_port is not None else default_adb_port(),
+            adb_path=adb_path or default_adb_path(),
+            engine=engine,
+            env=env,
+        )
+        groups = (
+            [[i] for i in range(len(profiles))] if per_process else [list(range(len(profiles)))]
+        )
+        deadline = time.monotonic() + timeout
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for index, members in enumerate(groups):
+                procs.append(
+                    lab._spawn_host(
+                        index,
+                        [profiles[i] for i in members],
+                        {
+                            str(k): faults[i]
+                            for k, i in enumerate(members)
+                            if faults and i in faults
+                        },
+                        detach=detach,
+                        phone_os=phone_os,
+                    )
+                )
+            for index, proc in enumerate(procs):
+                lab._await_host(index, proc, deadline)
+            lab._save()
+            lab._attach(deadline, expect_unauthorized=_unauthorized_indexes(faults))
+        except BaseException:
+            lab.down()
+            raise
+        return lab
+
+    def _spawn_host(
+        self,
+        index: int,
+        profiles: list[str],
+        faults: dict[str, Any],
+        *,
+        detach: bool,
+        phone_os: str,
+    ) -> subprocess.Popen[bytes]:
+        token = secrets.token_hex(16)
+        logfile = self.dir / "hosts" / f"host-{index}.log"
+        args = [
+            sys.executable,
+            "-m",
+            "farm.sim.lab",
+            "host",
+            "--dir",
+            str(self.dir),
+            "--index",
+            str(index),
+            "--engine",
+            self.engine,
+            "--phone-os",
+            phone_os,
+            "--faults",
+            json.dumps(faults),
+        ]
+        if not detach:
+            args += ["--watch-pid", str(os.getpid())]
+        args += profiles
+        env = dict(self.env)
+        env["FARM_LAB_TOKEN"] = token
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        with open(logfile, "ab") as out:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(self.dir),
+                start_new_session=True,
+            )
+        self.hosts.append(_Host(index, proc.pid, 0, token, str(logfile)))
+        return proc
+
+    def _await_host(self, index: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+        ready = self.dir / "hosts" / f"host-{index}.json"
+        while not ready.exists():
+            if proc.poll() is not None:
+                tail = Path(self.hosts[index].log).read_text(errors="replace").strip()
+                last = tail.splitlines()[-1] if tail else f"exit code {proc.returncode}"
+                raise LabError(f"lab host {index} failed to start: {last}")
+            if time.monotonic() > deadline:
+                raise LabError(f"lab host {index} did not start in time (see {ready.parent})")
+            time.sleep(0.02)
+        info = json.loads(ready.read_text())
+        self.hosts[index].control_port = info["control_port"]
+        for phone in info["phones"]:
+            self.phones.append(
+                LabPhone(
+                    serial=phone["serial"],
+                    profile=phone["profile"],
+                    port=phone["port"],
+                    pid=proc.pid,
+                    adb_port=self.adb_port,
+                    host=index,
+                    root=phone["root"],
+                )
+            )
+
+    # The adb side.
+    def adb(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run the lab's adb against its server."""
+        env = dict(self.env)
+        env["ANDROID_ADB_SERVER_PORT"] = str(self.adb_port)
+        try:
+            return subprocess.run(
+                [self.adb_path, "-P", str(self.adb_port), *args],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired:
+            raise LabError(f"adb {' '.join(args)} did not answer in {timeout:.0f}s") from None
+        except OSError as exc:
+            raise LabError(f"cannot run adb at {self.adb_path}: {exc}") from None
+
+    def _attach(self, deadline: float, expect_unauthorized: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        if not _port_in_use(self.adb_port):
+            result = self.adb("start-server")
+            if result.returncode != 0:
+                raise LabError(f"cannot start adb server on port {self.adb_port}: {result.stderr}")
+            self.started_adb_server = True
+            self._save()
+        for phone in self.phones:
+            result = self.adb("connect", phone.serial)
+            if "cannot connect" in result.stdout or "failed to connect" in result.stdout:
+                raise LabError(f"[{phone.serial}] adb connect failed: {result.stdout.strip()}")
+        wanted = {
+            p.serial: ("unauthorized" if i in expect_unauthorized else "device")
+            for i, p in enumerate(self.phones)
+        }
+        while True:
+            states = self.adb_states()
+            missing = [s for s, want in wanted.items() if states.get(s) != want]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                shown = ", ".join(f"{s}={states.get(s, 'absent')}" for s in missing)
+                raise LabError(f"phones not online in time: {shown}")
+            time.sleep(0.05)
+
+    def adb_states(self) -> dict[str, str]:
+        """serial -> state as `adb devices` shows it, for the whole server."""
+        result = self.adb("devices")
+        states: dict[str, str] = {}
+        for line in result.stdout.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 2:
+                states[parts[0]] = parts[1]
+        return states
+
+    def wait_state(self, serial: str, state: str, timeout: float = 30.0) -> None:
+        """Wait until the adb server shows the phone in `state` ("absent" for gone)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.adb_states().get(serial, "absent")
+            if now == state:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"[{serial}] still {now}, not {state}, after {timeout:.0f}s")
+            time.sleep(0.05)
+
+    # Running.
+    def phone(self, serial: str) -> LabPhone:
+        for phone in self.phones:
+            if phone.serial == serial or f"127.0.0.1:{phone.port}" == serial:
+                return phone
+        raise LabError(f"no phone {serial!r} in the lab at {self.dir}")
+
+    def fault(self, serial: str, kind: str, **options: Any) -> None:
+        """Make a phone show a fault now (see farm.sim.faults for kinds and options)."""
+        from farm.sim.faults import parse_fault
+
+        parse_fault(kind, options)
+        phone = self.phone(serial)
+        host = self.hosts[phone.host]
+        request = {"token": host.token, "serial": phone.serial, "kind": kind, "options": options}
+        try:
+            with socket.create_connection(("127.0.0.1", host.control_port), timeout=10) as sock:
+                sock.sendall(json.dumps(request).encode() + b"\n")
+                reply = sock.makefile("rb").readline()
+        except OSError as exc:
+            raise LabError(f"[{serial}] lab host not reachable: {exc}") from None
+        if not reply:
+            raise LabError(f"[{serial}] lab host closed the control channel")
+        answer = json.loads(reply)
+        if not answer.get("ok"):
+            raise LabError(f"[{serial}] fault {kind} refused: {answer.get('error')}")
+
+    def kill(self, serial: str) -> None:
+        """Kill a phone's process for real (needs one process per phone)."""
+        phone = self.phone(serial)
+        sharing = [p.serial for p in self.phones if p.host == phone.host]
+        if len(sharing) > 1:
+            raise LabError(
+                f"[{serial}] shares its process with {len(sharing) - 1} phone(s); "
+                "start the lab with one process per phone"
+            )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(phone.pid, signal.SIGKILL)
+        for _ in range(200):
+            if not _pid_alive(phone.pid):
+                break
+            time.sleep(0.01)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every phone with its adb state and whether its process is alive."""
+        states = self.adb_states() if _port_in_use(self.adb_port) else {}
+        return [
+            {**asdict(p), "state": states.get(p.serial, "absent"), "alive": _pid_alive(p.pid)}
+            for p in self.phones
+        ]
+
+    # Stopping.
+    def down(self, timeout: float = 10.0) -> None:
+        """Detach the phones, stop every process the lab started and clear its state."""
+        if self.phones and _port_in_use(self.adb_port):
+            for phone in self.phones:
+                with contextlib.suppress(LabError):
+                    self.adb("disconnect", phone.serial, timeout=10)
+        pids = {h.pid for h in self.hosts}
+        for pid in pids:
+            if _pid_is_host(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(_pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in pids:
+            if _pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        for pid in pids:  # reap our own children
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        if self.started_adb_server and _port_in_use(self.adb_port):
+            with contextlib.suppress(LabError):
+                self.adb("kill-server", timeout=10)
+        shutil.rmtree(self.dir / "phones", ignore_errors=True)
+        shutil.rmtree(self.dir / "hosts", ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / STATE_FILE).unlink()
+        self.phones.clear()
+        self.hosts.clear()
+
+    # State.
+    def _save(self) -> None:
+        data = {
+            "adb_port": self.adb_port,
+            "adb_path": self.adb_path,
+            "engine": self.engine,
+            "started_adb_server": self.started_adb_server,
+            "phones": [asdict(p) for p in self.phones],
+            "hosts": [asdict(h) for h in self.hosts],
+        }
+        path = self.dir / STATE_FILE
+        _atomic_write_json(path, data)
+        path.chmod(0o600)
+
+    @classmethod
+    def load(cls, directory: Path | None = None) -> Lab:
+        """The lab whose state is in `directory`; a LabError when none is up there."""
+        directory = Path(directory or default_lab_dir()).resolve()
+        path = directory / STATE_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LabError(f"no lab is up in {directory}") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise LabError(f"{path}: unreadable lab state: {exc}") from None
+        return cls(
+            dir=directory,
+            adb_port=data["adb_port"],
+            adb_path=data["adb_path"],
+            engine=data.get("engine", "model"),
+            phones=[LabPhone(**p) for p in data["phones"]],
+            hosts=[_Host(**h) for h in data["hosts"]],
+            started_adb_server=data.get("started_adb_server", False),
+            env=dict(os.environ),
+        )
+
+
+def _unauthorized_indexes(faults: dict[int, list[tuple[str, dict[str, Any]]]] | None) -> set[int]:
+    return {i for i, items in (faults or {}).items() if any(k == "unauthorized" for k, _ in items)}
+
+
+# The host process.
+def _load_phone_os(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise LabError(f"cannot load the phone OS {spec!r}: {exc}") from None
+
+
+async def _serve_control(
+    phones: dict[str, Any], token: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    from farm.errors import FarmError
+    from farm.sim.faults import apply_fault
+
+    try:
+        line = await asyncio.wait_for(reader.readline(), 10)
+        request = json.loads(line)
+        if not secrets.compare_digest(str(request.get("token", "")), token):
+            answer = {"ok": False, "error": "bad token"}
+        elif request.get("serial") not in phones:
+            answer = {"ok": False, "error": f"no phone {request.get('serial')!r} here"}
+        else:
+            await apply_fault(phones[request["serial"]], request["kind"], **request["options"])
+            answer = {"ok": True}
+    except (FarmError, ValueError, KeyError, TypeError, asyncio.TimeoutError) as exc:
+        answer = {"ok": False, "error": str(exc)}
+    with contextlib.suppress(ConnectionError):
+        writer.write(json.dumps(answer).encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+
+async def _host_main(args: argparse.Namespace) -> None:
+    from farm.profiles import get_profile
+    from farm.sim.adbd import VirtualPhone
+    from farm.sim.faults import apply_fault
+
+    phone_os_class = _load_phone_os(args.phone_os)
+    directory = Path(args.dir)
+    token = os.environ.get("FARM_LAB_TOKEN", "")
+    phones: list[VirtualPhone] = []
+    background: list[asyncio.Task[Any]] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        for index, name in enumerate(args.profiles):
+            profile = get_profile(name)
+            sock = _bind_phone_socket()
+            port = sock.getsockname()[1]
+            serial = f"127.0.0.1:{port}"
+            root = directory / "phones" / f"127.0.0.1_{port}"
+            root.mkdir(parents=True, exist_ok=True)
+            phone_os = phone_os_class(serial, profile, root, engine=args.engine)
+            phone = VirtualPhone(phone_os, profile, port)
+            for kind, options in json.loads(args.faults).get(str(index), []):
+                await apply_fault(phone, kind, **options)
+            await phone.start(sock)
+            phones.append(phone)
+            background.append(asyncio.create_task(phone_os.background()))
+        by_serial = {p.serial: p for p in phones}
+        control = await asyncio.start_server(
+            lambda r, w: _serve_control(by_serial, token, r, w), "127.0.0.1", 0
+        )
+        info = {
+            "pid": os.getpid(),
+            "control_port": control.sockets[0].getsockname()[1],
+            "phones": [
+                {
+                    "serial": p.serial,
+                    "profile": p.profile.name,
+                    "port": p.port,
+                    "root": str(p.os.root),
+                }
+                for p in phones
+            ],
+        }
+        _atomic_write_json(directory / "hosts" / f"host-{args.index}.json", info)
+        if args.watch_pid:
+            while not stop.is_set():
+                if not _pid_alive(args.watch_pid):
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        else:
+            await stop.wait()
+    finally:
+        for task in background:
+            task.cancel()
+        for phone in phones:
+            with contextlib.suppress(Exception):
+                await phone.shutdown()
+
+
+def host_main(argv: list[str] | None = None) -> None:
+    """Entry point of a lab host process."""
+    parser = argparse.ArgumentParser(prog="python -m farm.sim.lab host")
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--engine", default="model")
+    parser.add_argument("--phone-os", default=DEFAULT_PHONE_OS)
+    parser.add_argument("--faults", default="{}")
+    parser.add_argument("--watch-pid", type=int, default=0)
+    parser.add_argument("profiles", nargs="+")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(_host_main(args))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "host":
+        host_main(sys.argv[2:])
+    else:
+        sys.exit("usage: python -m farm.sim.lab host --dir DIR PROFILE...")

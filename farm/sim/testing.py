@@ -1,0 +1,134 @@
+"""Helpers for tests and benchmarks: a private adb server on a free port, and adb binaries."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from farm.errors import AdbServerError
+
+DEBIAN_ADB = "/usr/bin/adb"
+
+
+def bundled_adb() -> str:
+    """The adb inside the adbutils wheel (platform-tools 36)."""
+    import adbutils
+
+    return str(Path(adbutils.__file__).parent / "binaries" / "adb")
+
+
+def adb_binaries() -> dict[str, str]:
+    """The adb builds present on this machine: "bundled" (36) and "debian" (29)."""
+    found = {}
+    if Path(bundled_adb()).exists():
+        found["bundled"] = bundled_adb()
+    if Path(DEBIAN_ADB).exists():
+        found["debian"] = DEBIAN_ADB
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now, outside adb's emulator range."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if not 5554 <= port <= 5585:
+            return port
+
+
+@dataclass
+class AdbServer:
+    """A private adb server: own port, own HOME and TMPDIR, pinned binary."""
+
+    adb_path: str
+    port: int = 0
+    host: str = "127.0.0.1"
+    home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="farm-adb-")))
+    env: dict[str, str] = field(default_factory=dict)
+    _proc: subprocess.Popen[bytes] | None = None
+    _own_home: bool = True
+
+    def start(self, timeout: float = 20.0) -> AdbServer:
+        """Start the server in the foreground of a child process and wait until it answers."""
+        (self.home / "tmp").mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            self.port = self.port or free_port()
+            self.env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(self.home),
+                "TMPDIR": str(self.home / "tmp"),
+                "ANDROID_ADB_SERVER_PORT": str(self.port),
+                "ANDROID_USER_HOME": str(self.home / ".android"),
+                "ADBUTILS_ADB_PATH": self.adb_path,
+                # No mDNS, USB or emulator-port scanning: only the phones we attach.
+                "ADB_MDNS": "0",
+                "ADB_USB": "0",
+                "ADB_EMU": "0",
+                "LANG": "C.UTF-8",
+            }
+            log = open(self.home / "adb-server.log", "ab")  # noqa: SIM115
+            self._proc = subprocess.Popen(
+                [self.adb_path, "-P", str(self.port), "nodaemon", "server"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+            log.close()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self._proc.poll() is None:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((self.host, self.port), timeout=0.5),
+                ):
+                    result = self.adb("version", timeout=10)
+                    if result.returncode == 0:
+                        return self
+                time.sleep(0.05)
+            self._kill()
+            self.port = 0  # port taken meanwhile: try another
+        raise AdbServerError(f"adb server {self.adb_path} did not start (see {self.home})")
+
+    def adb(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run this adb build against this server."""
+        return subprocess.run(
+            [self.adb_path, "-P", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def client(self):  # -> adbutils.AdbClient
+        """An adbutils client for this server."""
+        import adbutils
+
+        return adbutils.AdbClient(host=self.host, port=self.port, socket_timeout=30)
+
+    def stop(self) -> None:
+        """Kill the server and remove its HOME."""
+        self._kill()
+        if self._own_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, 15)
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, 9)
+                self._proc.wait(5)
+            self._proc = None
