@@ -1,0 +1,189 @@
+""".tflite models: validation and inspection with LiteRT.
+
+`validate_model` refuses anything LiteRT cannot load with one ModelError line naming the file;
+`inspect_model` says what a model holds (ops in execution order, tensors, quantization).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from farm.errors import ModelError
+
+FILE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every TFLite flatbuffer
+_INTEGER_ACTIVATIONS = {"int8", "uint8", "int16"}
+
+
+class TensorInfo(BaseModel):
+    """One model input or output."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    shape: list[int]  # -1 where the model leaves a dimension dynamic
+    dtype: str  # float32, int8, uint8, ...
+
+
+class ModelInfo(BaseModel):
+    """What a .tflite file holds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    size_bytes: int
+    sha256: str
+    op_sequence: list[str]  # builtin (or custom) op names of the primary subgraph, in order
+    node_names: list[str]  # each node's first output tensor (how profilers label nodes)
+    subgraph_count: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    quantized: bool  # most ops compute on int8/uint8/int16 tensors
+
+    @property
+    def node_count(self) -> int:
+        """Nodes (operators) in the primary subgraph."""
+        return len(self.op_sequence)
+
+    @property
+    def ops(self) -> dict[str, int]:
+        """Op name to number of nodes using it, most used first."""
+        return dict(Counter(self.op_sequence).most_common())
+
+    @property
+    def size_mb(self) -> float:
+        """Size in MB as benchmark_model counts it (bytes / 1e6)."""
+        return self.size_bytes / 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict, node_count and ops included."""
+        return {**self.model_dump(), "node_count": self.node_count, "ops": self.ops}
+
+
+def _read(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a directory, not a .tflite model") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model: {exc.strerror or exc}") from None
+    if not data:
+        raise ModelError(f"{path}: not a TFLite model: the file is empty")
+    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
+        raise ModelError(
+            f"{path}: not a TFLite model: file identifier {data[4:8]!r}, "
+            f"expected {FILE_IDENTIFIER!r}"
+        )
+    return data
+
+
+def _load(path: Path, data: bytes) -> Any:
+    """A LiteRT interpreter over `data` with tensors allocated (no default delegates)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        interpreter = Interpreter(
+            model_content=data,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelError(f"{path}: LiteRT cannot load the model: {reason}") from None
+    return interpreter
+
+
+def validate_model(path: str | Path) -> None:
+    """Raise ModelError (one line naming the file) unless LiteRT can load and allocate the model."""
+    path = Path(path)
+    _load(path, _read(path))
+
+
+class _Graph:
+    """The primary subgraph as the flatbuffer describes it."""
+
+    def __init__(self, data: bytes) -> None:
+        from ai_edge_litert import schema_py_generated as schema
+
+        op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+        type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if k.isupper()}
+        model = schema.Model.GetRootAs(data, 0)
+        codes: list[str] = []
+        for i in range(model.OperatorCodesLength()):
+            code = model.OperatorCodes(i)
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            if builtin == schema.BuiltinOperator.CUSTOM:
+                custom = code.CustomCode()
+                codes.append(custom.decode("utf-8", "replace") if custom else "CUSTOM")
+            else:
+                codes.append(op_names.get(builtin, f"BUILTIN_{builtin}"))
+        self.subgraph_count: int = model.SubgraphsLength()
+        self.ops: list[str] = []
+        self.node_names: list[str] = []
+        self.inputs: list[TensorInfo] = []
+        self.outputs: list[TensorInfo] = []
+        self.quantized = False
+        if not self.subgraph_count:
+            return
+        graph = model.Subgraphs(0)
+
+        def tensor(index: int) -> TensorInfo:
+            t = graph.Tensors(index)
+            if t.ShapeSignatureLength():
+                shape = [int(x) for x in t.ShapeSignatureAsNumpy()]
+            else:
+                shape = [int(x) for x in t.ShapeAsNumpy()] if t.ShapeLength() else []
+            return TensorInfo(
+                name=(t.Name() or b"").decode("utf-8", "replace"),
+                shape=shape,
+                dtype=type_names.get(t.Type(), f"type_{t.Type()}"),
+            )
+
+        def indices(length: int, as_numpy: Any) -> list[int]:
+            return [int(x) for x in as_numpy()] if length else []
+
+        integer_ops = 0
+        for i in range(graph.OperatorsLength()):
+            op = graph.Operators(i)
+            self.ops.append(codes[op.OpcodeIndex()])
+            outs = indices(op.OutputsLength(), op.OutputsAsNumpy)
+            self.node_names.append(tensor(outs[0]).name if outs else "")
+            ins = [x for x in indices(op.InputsLength(), op.InputsAsNumpy) if x >= 0]
+            if ins and tensor(ins[0]).dtype in _INTEGER_ACTIVATIONS:
+                integer_ops += 1
+        self.quantized = integer_ops * 2 > len(self.ops)
+        self.inputs = [tensor(i) for i in indices(graph.InputsLength(), graph.InputsAsNumpy)]
+        self.outputs = [tensor(i) for i in indices(graph.OutputsLength(), graph.OutputsAsNumpy)]
+
+
+def inspect_model(path: str | Path, *, verify: bool = True) -> ModelInfo:
+    """Describe a model: size, sha256, ops in order, inputs/outputs, quantization.
+
+    With `verify` (the default) LiteRT must load it first; without, only the file identifier
+    is checked and a damaged flatbuffer surfaces as a ModelError while it is read.
+    """
+    path = Path(path)
+    data = _read(path)
+    if verify:
+        _load(path, data)
+    try:
+        graph = _Graph(data)
+    except Exception as exc:  # unverified or unusual flatbuffer: still one line
+        raise ModelError(f"{path}: not a valid TFLite flatbuffer: {exc}") from None
+    return ModelInfo(
+        path=str(path),
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        op_sequence=graph.ops,
+        node_names=graph.node_names,
+        subgraph_count=graph.subgraph_count,
+        inputs=graph.inputs,
+        outputs=graph.outputs,
+        quantized=graph.quantized,
+    )
