@@ -1,0 +1,319 @@
+"""The tidy DataFrame every report output is built from, and its summaries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+# Stability checks beside the numbers: the spread is large, or the sample is small.
+UNSTABLE_STD_RATIO = 0.10
+MIN_RUNS = 10
+
+CELL_COLUMNS = [
+    "key",
+    "serial",
+    "server",
+    "device",
+    "soc",
+    "sdk",
+    "abi",
+    "profile",
+    "simulated",
+    "model",
+    "model_sha256",
+    "delegate",
+    "threads",
+    "repeat",
+    "status",
+    "reason",
+    "latency_ms",
+    "std_ms",
+    "runs",
+    "init_ms",
+    "first_ms",
+    "warmup_ms",
+    "memory_mb",
+    "delegates_used",
+    "nodes_delegated",
+    "nodes_total",
+    "partitions",
+    "coverage",
+    "binary_sha256",
+    "command",
+    "log",
+    "started_at",
+    "duration_s",
+]
+GROUP = ["serial", "model", "delegate", "threads"]
+
+
+def cells_frame(cells: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per cell line, numbers in ms (from the parser's µs)."""
+    rows = [_cell_row(c) for c in cells if c.get("type", "cell") == "cell"]
+    df = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    for col in ("latency_ms", "std_ms", "init_ms", "first_ms", "warmup_ms", "memory_mb"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in ("threads", "repeat", "runs", "nodes_delegated", "nodes_total", "partitions", "sdk"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    df["simulated"] = df["simulated"].fillna(False).astype(bool)
+    for col in ("device", "soc", "abi", "profile", "reason", "coverage", "delegates_used"):
+        df[col] = df[col].fillna("").astype(str)
+    return df
+
+
+def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Per device × model × delegate × threads: latency over repeats, coverage, speed-up, flags."""
+    columns = [
+        "serial",
+        "server",
+        "device",
+        "soc",
+        "profile",
+        "simulated",
+        "model",
+        "delegate",
+        "threads",
+        "status",
+        "latency_ms",
+        "std_ms",
+        "runs",
+        "repeats",
+        "repeats_ok",
+        "coverage",
+        "speedup",
+        "flags",
+        "reason",
+    ]
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for _, group in df.groupby(GROUP, sort=False, dropna=False):
+        rows.append(_summarise(group))
+    out = pd.DataFrame(rows, columns=columns)
+    out["runs"] = pd.array(out["runs"].tolist(), dtype="Int64")
+    base = out[(out["delegate"] == "cpu") & (out["threads"] == 1) & (out["status"] == "ok")]
+    base_latency = {(r.serial, r.model): r.latency_ms for r in base.itertuples()}
+    out["speedup"] = [
+        _ratio(base_latency.get((r.serial, r.model)), r.latency_ms)
+        if r.status == "ok"
+        else math.nan
+        for r in out.itertuples()
+    ]
+    return _ordered(out, df)
+
+
+def best_per_device(summary: pd.DataFrame) -> pd.DataFrame:
+    """For each device and model, the ok configuration with the lowest mean latency."""
+    ok = summary[(summary["status"] == "ok") & summary["latency_ms"].notna()]
+    if ok.empty:
+        return summary.iloc[0:0]
+    best = ok.loc[ok.groupby(["serial", "model"], sort=False)["latency_ms"].idxmin()]
+    return best.reset_index(drop=True)
+
+
+def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells that did not end ok, one row per device × model × delegate × threads × status."""
+    columns = [
+        "serial",
+        "device",
+        "simulated",
+        "model",
+        "delegate",
+        "threads",
+        "status",
+        "cells",
+        "reason",
+    ]
+    bad = df[df["status"] != "ok"]
+    if bad.empty:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for (serial, model, delegate, threads, status), group in bad.groupby(
+        [*GROUP, "status"], sort=False, dropna=False
+    ):
+        reasons = [r for r in group["reason"] if isinstance(r, str) and r]
+        rows.append(
+            {
+                "serial": serial,
+                "device": group["device"].iloc[0],
+                "simulated": bool(group["simulated"].any()),
+                "model": model,
+                "delegate": delegate,
+                "threads": threads,
+                "status": status,
+                "cells": len(group),
+                "reason": reasons[0] if reasons else "",
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def coverage_text(delegation: Mapping[str, Any] | None, delegate: str = "") -> str:
+    """ "GPU 29/31 nodes, 3 partitions" from the parser's delegation object ("" for plain CPU)."""
+    if not delegation:
+        return ""
+    names = delegation.get("delegates") or []
+    if isinstance(names, str):
+        names = [names]
+    name = "+".join(str(n) for n in names) or (
+        delegate.upper() if delegate not in ("", "cpu") else ""
+    )
+    done, total = delegation.get("nodes_delegated"), delegation.get("nodes_total")
+    parts = delegation.get("partitions")
+    text = name
+    if isinstance(done, int) and isinstance(total, int) and total > 0:
+        text = f"{name} {done}/{total} nodes".strip()
+        if done == 0:
+            text += " (none delegated)"
+    if isinstance(parts, int) and parts > 0:
+        text += f", {parts} partition{'s' if parts != 1 else ''}"
+    return text
+
+
+def stability_flags(latency_ms: float, std_ms: float, runs: int | None) -> list[str]:
+    """Warnings that go beside a number: a spread of 10 % or more, or too few runs."""
+    flags = []
+    if _finite(latency_ms) and _finite(std_ms) and latency_ms > 0:
+        ratio = std_ms / latency_ms
+        if ratio >= UNSTABLE_STD_RATIO:
+            flags.append(f"unstable: std {ratio:.0%} of mean")
+    if runs is not None and runs < MIN_RUNS:
+        flags.append(f"only {runs} run{'s' if runs != 1 else ''}")
+    return flags
+
+
+def _cell_row(cell: Mapping[str, Any]) -> dict[str, Any]:
+    metrics = cell.get("metrics") or {}
+    device = cell.get("device") or {}
+    delegation = cell.get("delegation") or metrics.get("delegation") or {}
+    names = delegation.get("delegates") if isinstance(delegation, Mapping) else None
+    if isinstance(names, str):
+        names = [names]
+    return {
+        "key": cell.get("key"),
+        "serial": cell.get("serial"),
+        "server": cell.get("server"),
+        "device": device.get("model"),
+        "soc": device.get("soc"),
+        "sdk": device.get("sdk"),
+        "abi": device.get("abi"),
+        "profile": device.get("profile"),
+        "simulated": bool(cell.get("simulated")),
+        "model": cell.get("model"),
+        "model_sha256": cell.get("model_sha256"),
+        "delegate": cell.get("delegate"),
+        "threads": cell.get("threads"),
+        "repeat": cell.get("repeat"),
+        "status": cell.get("status"),
+        "reason": cell.get("reason") or "",
+        "latency_ms": _ms(metrics.get("inference_avg_us")),
+        "std_ms": _ms(metrics.get("inference_std_us")),
+        "runs": metrics.get("inference_count"),
+        "init_ms": _ms(metrics.get("init_us")),
+        "first_ms": _ms(metrics.get("first_inference_us")),
+        "warmup_ms": _ms(metrics.get("warmup_avg_us")),
+        "memory_mb": metrics.get("memory_peak_mb") or metrics.get("memory_overall_mb"),
+        "delegates_used": "+".join(str(n) for n in names) if names else "",
+        "nodes_delegated": delegation.get("nodes_delegated") if delegation else None,
+        "nodes_total": delegation.get("nodes_total") if delegation else None,
+        "partitions": delegation.get("partitions") if delegation else None,
+        "coverage": coverage_text(delegation, str(cell.get("delegate") or "")),
+        "binary_sha256": cell.get("binary_sha256"),
+        "command": cell.get("command"),
+        "log": cell.get("log"),
+        "started_at": cell.get("started_at"),
+        "duration_s": cell.get("duration_s"),
+    }
+
+
+def _summarise(group: pd.DataFrame) -> dict[str, Any]:
+    first = group.iloc[0]
+    ok = group[(group["status"] == "ok") & group["latency_ms"].notna()]
+    row: dict[str, Any] = {
+        "serial": first["serial"],
+        "server": first["server"],
+        "device": first["device"],
+        "soc": first["soc"],
+        "profile": first["profile"],
+        "simulated": bool(group["simulated"].any()),
+        "model": first["model"],
+        "delegate": first["delegate"],
+        "threads": first["threads"],
+        "repeats": len(group),
+        "repeats_ok": len(ok),
+        "latency_ms": math.nan,
+        "std_ms": math.nan,
+        "runs": None,
+        "coverage": next((c for c in group["coverage"] if c), ""),
+        "speedup": math.nan,
+    }
+    flags: list[str] = []
+    if len(ok):
+        mean, std, runs = _pooled(ok)
+        row.update(status="ok", latency_ms=mean, std_ms=std, runs=runs)
+        flags = stability_flags(mean, std, runs)
+        if len(ok) < len(group):
+            flags.append(f"{len(ok)}/{len(group)} repeats ok")
+        others = group[group["status"] != "ok"]
+        row["reason"] = next((r for r in others["reason"] if r), "")
+    else:
+        statuses = list(group["status"])
+        row["status"] = max(set(statuses), key=statuses.count)
+        row["reason"] = next((r for r in group["reason"] if r), "")
+    row["flags"] = "; ".join(flags)
+    return row
+
+
+def _pooled(ok: pd.DataFrame) -> tuple[float, float, int | None]:
+    """Mean and std over every timed run of every repeat (weighted by run counts)."""
+    means = ok["latency_ms"].astype(float).tolist()
+    stds = ok["std_ms"].astype(float).tolist()
+    counts = [int(n) if not pd.isna(n) and n > 0 else None for n in ok["runs"]]
+    if all(counts) and all(_finite(s) for s in stds):
+        total = sum(counts)
+        mean = sum(n * m for n, m in zip(counts, means, strict=True)) / total
+        second = (
+            sum(n * (s * s + m * m) for n, s, m in zip(counts, stds, means, strict=True)) / total
+        )
+        return mean, math.sqrt(max(second - mean * mean, 0.0)), total
+    mean = sum(means) / len(means)
+    if len(means) > 1:
+        std = math.sqrt(sum((m - mean) ** 2 for m in means) / (len(means) - 1))
+    else:
+        std = stds[0] if _finite(stds[0]) else math.nan
+    return mean, std, sum(counts) if all(counts) else None
+
+
+def _ordered(out: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Devices, models and delegates in plan order; thread counts ascending."""
+    ranks = {
+        col: {v: i for i, v in enumerate(dict.fromkeys(cells[col]))}
+        for col in ("serial", "model", "delegate")
+    }
+    order = out.assign(
+        _s=out["serial"].map(ranks["serial"]),
+        _m=out["model"].map(ranks["model"]),
+        _d=out["delegate"].map(ranks["delegate"]),
+    ).sort_values(["_s", "_m", "_d", "threads"], kind="stable")
+    return order.drop(columns=["_s", "_m", "_d"]).reset_index(drop=True)
+
+
+def _ms(us: Any) -> float:
+    return (
+        float(us) / 1000.0
+        if isinstance(us, (int, float)) and not isinstance(us, bool)
+        else math.nan
+    )
+
+
+def _ratio(base: float | None, value: float) -> float:
+    if base is None or not _finite(base) or not _finite(value) or value <= 0:
+        return math.nan
+    return base / value
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,110 @@
+"""report.md: the same report as the console, as Markdown tables."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from farm.report.console import device_title, latency_text, runs_text, speedup_text
+from farm.report.text import md_text
+
+
+def render_markdown(
+    cells: Iterable[Mapping[str, Any]], *, header: Mapping[str, Any] | None = None
+) -> str:
+    """The Markdown report of these cell lines; device-sourced text is escaped."""
+    from farm.report.frame import best_per_device, cells_frame, problems_frame, summary_frame
+
+    df = cells_frame(cells)
+    out = ["# farm report", ""]
+    if header:
+        facts = [
+            ("run", header.get("run_id")),
+            ("started", header.get("started_at")),
+            ("farm", (header.get("tool_versions") or {}).get("farm")),
+            ("host", (header.get("host") or {}).get("hostname")),
+        ]
+        out += [f"- {name}: {md_text(value)}" for name, value in facts if value] + [""]
+    if df.empty:
+        return "\n".join([*out, "No results.", ""])
+    summary = summary_frame(df)
+    if bool(summary["simulated"].any()):
+        out += [
+            "> Results marked *(simulated)* come from virtual phones, not real hardware.",
+            "",
+        ]
+    out += [
+        "Latency is the mean of the timed runs in ms (± standard deviation over all runs of all "
+        "repeats); *vs CPU 1t* is the speed-up against the same model on CPU with 1 thread.",
+        "",
+    ]
+    for _, rows in summary.groupby("serial", sort=False):
+        out += [f"## {md_text(device_title(rows.iloc[0]))}", ""]
+        out += _table(
+            [
+                "model",
+                "delegate",
+                "threads",
+                "latency ms",
+                "runs",
+                "delegation",
+                "vs CPU 1t",
+                "status",
+            ],
+            [
+                [
+                    md_text(r.model),
+                    md_text(r.delegate),
+                    str(r.threads),
+                    latency_text(r.latency_ms, r.std_ms),
+                    runs_text(r.runs),
+                    md_text(r.coverage) or "-",
+                    speedup_text(r.speedup),
+                    md_text(f"{r.status} ({r.flags})" if r.flags else r.status),
+                ]
+                for r in rows.itertuples()
+            ],
+        )
+    best = best_per_device(summary)
+    if not best.empty:
+        out += ["## Best configuration per device", ""]
+        out += _table(
+            ["device", "model", "delegate", "threads", "latency ms", "vs CPU 1t"],
+            [
+                [
+                    md_text(device_title(row)),
+                    md_text(row["model"]),
+                    md_text(row["delegate"]),
+                    str(row["threads"]),
+                    latency_text(row["latency_ms"], row["std_ms"]),
+                    speedup_text(row["speedup"]),
+                ]
+                for _, row in best.iterrows()
+            ],
+        )
+    problems = problems_frame(df)
+    if not problems.empty:
+        out += ["## Cells without a number", ""]
+        out += _table(
+            ["device", "model", "delegate", "threads", "status", "cells", "reason"],
+            [
+                [
+                    md_text(row["device"] or row["serial"])
+                    + (" *(simulated)*" if row["simulated"] else ""),
+                    md_text(row["model"]),
+                    md_text(row["delegate"]),
+                    str(row["threads"]),
+                    md_text(row["status"]),
+                    str(row["cells"]),
+                    md_text(row["reason"]),
+                ]
+                for _, row in problems.iterrows()
+            ],
+        )
+    return "\n".join(out)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    return [*lines, ""]
