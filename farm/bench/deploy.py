@@ -1,7 +1,7 @@
 """Content-addressed deploy: files go to /data/local/tmp/farm/{bin,models} named by their hash.
 
-A file already on the device under its hash name with the right size is not pushed again; a
-push goes to a temporary name first and is renamed, so a hash name never holds a partial file.
+A file already on the device under its hash name with the right size is not pushed again. The
+number of bytes pushed is returned with each file and summed per device in `Device.bytes_pushed`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from farm.android import paths
 from farm.android.adb import Device, join_command
-from farm.errors import DeviceCommandFailed, DeviceError, InputError
+from farm.errors import DeviceCommandFailed, InputError
 
 log = logging.getLogger("farm.deploy")
 
@@ -79,29 +79,19 @@ def ensure_file(
     mode: int = 0o644,
     timeout: float | None = None,
 ) -> Deployed:
-    """Put `local` at `remote` unless a file of the same size is there already."""
+    """Put `local` at `remote` unless a file of the same size is there already.
+
+    Names are content hashes, so the size tells a complete copy from an interrupted one (which
+    the next call pushes again); the push creates missing folders itself.
+    """
     size = Path(local).stat().st_size if size is None else size
     present = device.stat(remote)
     if present is not None and present.is_file and present.size == size:
         log.debug("[%s] %s already there", device.serial, remote)
         return Deployed(remote, 0)
-    prepare(device)
-    part = f"{remote}.part-{os.getpid()}"
-    try:
-        sent = device.push(local, part, timeout=timeout or push_timeout(size), mode=mode)
-        device.shell(join_command(["mv", "-f", part, remote]), timeout=SHELL_TIMEOUT_S, check=True)
-    except DeviceError:
-        _remove_quietly(device, part)
-        raise
+    sent = device.push(local, remote, timeout=timeout or push_timeout(size), mode=mode)
     log.debug("[%s] pushed %s (%d bytes)", device.serial, remote, sent)
     return Deployed(remote, sent)
-
-
-def _remove_quietly(device: Device, remote: str) -> None:
-    try:
-        device.shell(join_command(["rm", "-f", remote]), timeout=5.0)
-    except DeviceError:
-        pass
 
 
 def ensure_model(device: Device, path: str | os.PathLike[str], sha256: str) -> Deployed:

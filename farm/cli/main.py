@@ -23,6 +23,8 @@ app = typer.Typer(
 COMMAND_MODULES: tuple[str, ...] = (
     "farm.cli.parse",
     "farm.cli.lab",
+    "farm.cli.devices",
+    "farm.cli.binaries",
 )
 
 
