@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import socket
@@ -132,3 +133,50 @@ class AdbServer:
                     os.killpg(self._proc.pid, 9)
                 self._proc.wait(5)
             self._proc = None
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def random_file(path: Path, size: int) -> Path:
+    """A file of `size` random bytes."""
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def processes_with(marker: str) -> list[int]:
+    """Host pids whose command line contains `marker` (zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(marker: str, timeout: float = 10.0) -> list[int]:
+    """Wait for every process carrying `marker` to end; the survivors after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def wait_until_present(marker: str, timeout: float = 10.0) -> list[int]:
+    """Wait for a process carrying `marker` to appear; their pids."""
+    deadline = time.monotonic() + timeout
+    while not (found := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
