@@ -1,0 +1,1286 @@
+"""Parse captured `benchmark_model` output into structured results, one per invocation found.
+
+Understands every output family the TFLite / LiteRT benchmark tool has printed:
+
+``tf2``
+    ``Inference timings in us: Init: …, First inference: …, Warmup (avg): …, Inference (avg): …``
+    (TF 2.x, current TFLite/LiteRT ``benchmark_model``).
+``tf1``
+    ``Average inference timings in us: Warmup: …, Init: …, Inference: …`` (TF ~1.14–2.1).
+``tf1_contrib``
+    ``Average inference timings in us: Warmup: …, Init: …, no stats: …`` (TF ≤ 1.13).
+``litert_compiled_model``
+    the LiteRT CompiledModel tool's ``BENCHMARK RESULTS`` block (values in ms, converted to µs).
+
+Lines may carry ``INFO:``/``WARN:``/``ERROR:`` prefixes, logcat brief/time/threadtime prefixes,
+LiteRT ``[file:line]`` tags, indentation or tabs, ``\\r\\n`` ends, and tool lines glued to the
+end of other lines. Unknown lines are ignored. A new invocation starts at ``STARTING!``, at a
+``benchmark_model`` command line, at a parameter echo after the run began, or when a line of an
+earlier phase (a count line, a summary) follows a finished summary.
+
+Failure kinds (``BenchmarkResult.failure_kind`` when ``status == "failed"``):
+
+``delegate_failed``
+    a delegate could not be applied (``Failed to apply … delegate.``, ``Disallowed CPU fallback``,
+    or errors while delegates were being set up).
+``model_load_failed``
+    the model could not be opened or read.
+``allocation_failed``
+    ``Failed to allocate tensors!``.
+``invoke_failed``
+    an inference failed (warm-up or timed runs).
+``invalid_input``
+    inputs, shapes, signatures or flags did not fit the model or the tool.
+``aborted``
+    the tool stopped on a ``FATAL:`` check.
+``crashed``
+    no summary and no tool error: the process died or the log was cut.
+``tool_error``
+    the tool reported failure for a reason not recognised above.
+
+The tool's own error lines are kept in ``errors`` (at most 50 per invocation).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Any
+
+from farm.errors import InputError
+
+__all__ = [
+    "FAILURE_KINDS",
+    "FORMATS",
+    "BenchmarkResult",
+    "DelegateInfo",
+    "Delegation",
+    "Memory",
+    "OpProfile",
+    "OpRow",
+    "OpTypeRow",
+    "RunStats",
+    "parse_file",
+    "parse_lines",
+    "parse_text",
+]
+
+FAILURE_KINDS = (
+    "delegate_failed",
+    "model_load_failed",
+    "allocation_failed",
+    "invoke_failed",
+    "invalid_input",
+    "aborted",
+    "crashed",
+    "tool_error",
+)
+FORMATS = ("tf2", "tf1", "tf1_contrib", "litert_compiled_model")
+
+MAX_MESSAGES = 50  # error / warning lines kept per invocation
+MAX_LINE = 64 * 1024  # longer lines are cut: bounded memory on garbage input
+_CHUNK = 1 << 20
+
+Number = int | float
+
+
+# --------------------------------------------------------------------------- result types
+
+
+@dataclass(slots=True)
+class RunStats:
+    """One ``count=… first=… curr=…`` line: a phase's statistics in µs, as printed."""
+
+    count: int
+    first: Number | None = None
+    curr: Number | None = None
+    min: Number | None = None
+    max: Number | None = None
+    avg: Number | None = None
+    std: Number | None = None
+    p5: Number | None = None
+    median: Number | None = None
+    p95: Number | None = None
+    all_same: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The statistics as a JSON-ready dict."""
+        return {
+            "count": self.count,
+            "first": _finite(self.first),
+            "curr": _finite(self.curr),
+            "min": _finite(self.min),
+            "max": _finite(self.max),
+            "avg": _finite(self.avg),
+            "std": _finite(self.std),
+            "p5": _finite(self.p5),
+            "median": _finite(self.median),
+            "p95": _finite(self.p95),
+            "all_same": self.all_same,
+        }
+
+
+@dataclass(slots=True)
+class Memory:
+    """Memory lines in MB: footprint at init and overall, periodic peak, RSS at the end."""
+
+    init_mb: Number | None = None
+    overall_mb: Number | None = None
+    peak_mb: Number | None = None
+    vmrss_mb: Number | None = None
+    rss_anon_mb: Number | None = None
+    rss_file_shmem_mb: Number | None = None
+    label: str | None = None  # "delta" (TF ≥ 2.8), "peak" (older label), "litert"
+
+
+@dataclass(slots=True)
+class DelegateInfo:
+    """What the log says about one delegate."""
+
+    name: str
+    default: bool = False  # the runtime's implicit XNNPACK delegate, not asked for by a flag
+    kernel: str | None = None  # delegate kernel name, e.g. TfLiteGpuDelegateV2, Vx Delegate
+    coverage: str | None = None  # "full", "partial", "none" or None (not said)
+    kernels: int | None = None
+    nodes_delegated: int | None = None
+    nodes_total: int | None = None
+    partitions: int | None = None
+    failed: bool = False
+
+
+@dataclass(slots=True)
+class Delegation:
+    """All delegates of one invocation, in the order the log first names them."""
+
+    delegates: list[DelegateInfo] = field(default_factory=list)
+
+    def get(self, name: str) -> DelegateInfo:
+        """The entry for `name`, created on first use."""
+        for d in self.delegates:
+            if d.name == name:
+                return d
+        d = DelegateInfo(name)
+        self.delegates.append(d)
+        return d
+
+    @property
+    def coverage(self) -> str | None:
+        """``full`` if some delegate runs the whole graph, else ``partial``/``none``/None."""
+        known = [d.coverage for d in self.delegates if d.coverage]
+        for level in ("full", "partial", "none"):
+            if level in known:
+                return level
+        return None
+
+    def _sum(self, attr: str) -> int | None:
+        values = [getattr(d, attr) for d in self.delegates if getattr(d, attr) is not None]
+        return sum(values) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``delegation`` object of the JSON output."""
+        totals = [d.nodes_total for d in self.delegates if d.nodes_total is not None]
+        return {
+            "delegates": [d.name for d in self.delegates],
+            "nodes_delegated": self._sum("nodes_delegated"),
+            "nodes_total": max(totals) if totals else None,
+            "partitions": self._sum("partitions"),
+            "kernels": self._sum("kernels"),
+            "coverage": self.coverage,
+        }
+
+
+@dataclass(slots=True)
+class OpRow:
+    """A per-node row of a profile table (run order or top by computation time)."""
+
+    node_type: str
+    first_ms: float
+    avg_ms: float
+    percent: float
+    cdf_percent: float
+    mem_kb: float
+    times_called: int
+    name: str
+    start_ms: float | None = None
+
+
+@dataclass(slots=True)
+class OpTypeRow:
+    """A row of the summary by node type."""
+
+    node_type: str
+    count: int
+    avg_ms: float
+    percent: float
+    cdf_percent: float
+    mem_kb: float
+    times_called: int
+
+
+@dataclass(slots=True)
+class OpProfile:
+    """One op-profiling section (initialization or regular runs) of the primary graph."""
+
+    run_order: list[OpRow] = field(default_factory=list)
+    top_by_time: list[OpRow] = field(default_factory=list)
+    by_node_type: list[OpTypeRow] = field(default_factory=list)
+    nodes_executed: int | None = None
+    timings: RunStats | None = None
+
+
+@dataclass(slots=True)
+class BenchmarkResult:
+    """Everything one `benchmark_model` invocation printed that farm uses."""
+
+    status: str = "ok"
+    failure_kind: str | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    command: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    warmup: RunStats | None = None
+    inference: RunStats | None = None
+    init_us: Number | None = None
+    first_inference_us: Number | None = None
+    warmup_avg_us: Number | None = None
+    inference_avg_us: Number | None = None
+    memory: Memory = field(default_factory=Memory)
+    delegation: Delegation = field(default_factory=Delegation)
+    profile_init: OpProfile | None = None
+    profile_regular: OpProfile | None = None
+    model_size_mb: Number | None = None
+    format: str | None = None
+
+    @property
+    def threads(self) -> int | None:
+        """The thread count the log states (echo or command line), None when it does not."""
+        value = self.params.get("num_threads")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def graph(self) -> str | None:
+        """The model path the tool was given."""
+        return self.params.get("graph")
+
+    @property
+    def accelerator(self) -> str | None:
+        """The NNAPI accelerator asked for, if any."""
+        return self.params.get("nnapi_accelerator_name") or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``farm parse --json``: all keys present, None when not printed."""
+        inf = self.inference
+        profile = self.profile_regular
+        return {
+            "status": self.status,
+            "failure_kind": self.failure_kind,
+            "errors": list(self.errors),
+            "threads": self.threads,
+            "init_us": _finite(self.init_us),
+            "first_inference_us": _finite(self.first_inference_us),
+            "warmup_avg_us": _finite(self.warmup_avg_us),
+            "inference_avg_us": _finite(self.inference_avg_us),
+            "inference_std_us": _finite(inf.std) if inf else None,
+            "inference_count": inf.count if inf else None,
+            "inference_min_us": _finite(inf.min) if inf else None,
+            "inference_max_us": _finite(inf.max) if inf else None,
+            "inference_median_us": _finite(inf.median) if inf else None,
+            "inference_p5_us": _finite(inf.p5) if inf else None,
+            "inference_p95_us": _finite(inf.p95) if inf else None,
+            "warmup_count": self.warmup.count if self.warmup else None,
+            "memory_init_mb": _finite(self.memory.init_mb),
+            "memory_overall_mb": _finite(self.memory.overall_mb),
+            "memory_peak_mb": _finite(self.memory.peak_mb),
+            "delegation": self.delegation.to_dict(),
+            "op_profile": (
+                [
+                    {
+                        "node_type": r.node_type,
+                        "count": r.count,
+                        "avg_ms": _finite(r.avg_ms),
+                        "percent": _finite(r.percent),
+                    }
+                    for r in profile.by_node_type
+                ]
+                if profile and profile.by_node_type
+                else None
+            ),
+            "format": self.format,
+            "graph": self.graph,
+            "accelerator": self.accelerator,
+            "model_size_mb": _finite(self.model_size_mb),
+        }
+
+
+def _finite(value: Number | None) -> Number | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def parse_text(text: str) -> list[BenchmarkResult]:
+    """Parse a whole captured output held in memory."""
+    return parse_lines(text.splitlines())
+
+
+def parse_file(path: Path) -> list[BenchmarkResult]:
+    """Parse a log file, reading it in bounded memory; InputError if it cannot be read."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            return parse_lines(_iter_lines(fh))
+    except IsADirectoryError as exc:
+        raise InputError(f"{path}: is a directory, not a log file") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+
+
+def parse_lines(lines: Iterable[str]) -> list[BenchmarkResult]:
+    """Parse output given line by line (line ends optional); never raises on odd input."""
+    parser = _Parser()
+    for line in lines:
+        parser.feed(line)
+    return parser.finish()
+
+
+def _iter_lines(fh: IO[str]) -> Iterator[str]:
+    """Lines of a text stream split on \\n, \\r\\n or \\r, each cut to MAX_LINE characters."""
+    pending = ""
+    skipping = False
+    while True:
+        chunk = fh.read(_CHUNK)
+        if not chunk:
+            break
+        if "\r" in chunk:
+            if chunk.endswith("\r"):  # a \r\n pair may straddle two chunks
+                more = fh.read(1)
+                chunk += more
+            chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
+        parts = chunk.split("\n")
+        parts[0] = pending + parts[0]
+        pending = parts.pop()
+        if skipping and len(parts):
+            parts.pop(0)
+            skipping = False
+        yield from parts
+        if len(pending) > MAX_LINE:
+            if not skipping:
+                yield pending[:MAX_LINE]
+            pending = ""
+            skipping = True
+    if pending and not skipping:
+        yield pending
+
+
+# --------------------------------------------------------------------------- line grammar
+
+_PREFIX = re.compile(
+    r"""[ \t]*
+    (?:
+        (?:(?:\d{4}-)?\d\d-\d\d[ ]+\d\d:\d\d:\d\d\.\d+[ ]+)?     # logcat time
+        (?:
+            (?P<lvl1>[VDIWEFS])/(?P<tag1>[^(\n]*?)\s*\(\s*\d+\):[ ]?   # brief: I/tflite  ( 123):
+          | \d+[ ]+\d+[ ]+(?P<lvl2>[VDIWEFS])[ ](?P<tag2>[^:\n]*?)\s*:[ ]?  # threadtime
+        )
+    )?
+    (?:(?P<sev>INFO|WARN|WARNING|ERROR|FATAL|VERBOSE|DEBUG):[ ]?)?
+    (?:\[[^\]\s]+:\d+\][ ]?)?                                   # LiteRT [file.cc:123]
+    """,
+    re.X,
+)
+_GLUED = re.compile(r"(?<=\S)(?=STARTING!|(?:INFO|WARN|WARNING|ERROR|FATAL|VERBOSE): )")
+
+_DISPATCH = re.compile(
+    r"""(?:
+      (?P<stats>count=)
+    | (?P<summary>(?:Average[ ])?[Ii]nference[ ]timings[ ]in[ ]us:)
+    | (?P<running>Running[ ]benchmark[ ]for[ ])
+    | (?P<starting>STARTING!)
+    | (?P<session>Initialized[ ]session[ ]in[ ])
+    | (?P<loaded>Loaded[ ]model[ ])
+    | (?P<size>The[ ]input[ ]model[ ]file[ ]size[ ]\(MB\):)
+    | (?P<mem>(?:Memory[ ]footprint[ ]delta[ ]from[ ]the[ ]start[ ]of[ ]the[ ]tool
+                |Peak[ ]memory[ ]footprint)[ ]\(MB\):)
+    | (?P<peak>Overall[ ]peak[ ]memory[ ]footprint[ ]\(MB\)[ ]via[ ]periodic[ ]monitoring:)
+    | (?P<rss>[-+][ ](?:VmRSS|RssAnnon|RssFile[ ]\+[ ]RssShmem)\s*:)
+    | (?P<explicit>Explicitly[ ]applied[ ]|Though[ ]\S+[ ]delegate[ ]is[ ]explicitly)
+    | (?P<replacing>Replacing[ ]\d+[ ])
+    | (?P<created>Created[ ])
+    | (?P<failapply>Failed[ ]to[ ]apply[ ])
+    | (?P<benchfail>Benchmarking[ ]failed)
+    | (?P<going>Going[ ]to[ ]apply[ ])
+    | (?P<title>={5,}[ ])
+    | (?P<profinit>Profiling[ ]Info[ ]for[ ]Benchmark[ ]Initialization)
+    | (?P<profrun>Operator-wise[ ]Profiling[ ]Info)
+    | (?P<timings>Timings[ ]\(microseconds\):)
+    | (?P<nodes>Number[ ]of[ ]nodes[ ]executed:)
+    | (?P<subgraph>(?:Primary[ ]graph|Subgraph)[ ]\(.*profile:|Delegate[ ]internal:)
+    | (?P<litert>(?:Model[ ]initialization|Warmup[ ]\((?:first|avg)\)
+                |Inference[ ]\((?:avg|min|max|std)\)|Init[ ]footprint|Overall[ ]footprint
+                |Peak[ ]memory)\s*:)
+    | (?P<gpuops>(?:First[ ])?\d+[ ]operations[ ]will[ ]run[ ]on[ ]the[ ]GPU)
+    | (?P<unsupported>\S+[ ]acceleration[ ]is[ ]unsupported)
+    | (?P<flagwarn>Unconsumed[ ]cmdline[ ]flags|Duplicate[ ]flags)
+    )""",
+    re.X,
+)
+
+_ECHO = re.compile(r"([^\[\]:]{1,80}?) ?: \[(.*)\]\s*$")
+_KV = re.compile(r"(\w+)=([^\s(]+)")
+_NUM_TOKEN = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_INT = re.compile(r"[-+]?\d+")
+_FLAG = re.compile(r"--([A-Za-z][\w-]*)=(\S*)")
+_DELEGATE_CREATED = re.compile(r"(\S+) delegate created\.")
+_SIMPLE_DELEGATE = re.compile(
+    r"(.+?) delegate: (\d+) nodes delegated out of (\d+) nodes with (\d+) partitions"
+)
+_REPLACING = re.compile(
+    r"Replacing (\d+)(?: out of (\d+))? node\(s\) with delegate \(([^)]*)\) node,"
+    r" yielding (\d+) partitions(?: for (?:the whole graph|subgraph (\d+)))?"
+)
+_EXPLICIT = re.compile(
+    r"(?:Explicitly applied (\S+) delegate, and the model graph will be (completely|partially)"
+    r"(?: executed by the delegate w/ (\d+) delegate kernels)?"
+    r"|Though (\S+) delegate is explicitly applied)"
+)
+_CREATED_TFL = re.compile(r"Created TensorFlow Lite (?:(XNNPACK) )?delegate for (\w+)")
+_CREATED_KERNELS = re.compile(r"Created (\d+) GPU delegate kernels")
+_GPU_OPS = re.compile(r"(?:First )?(\d+) operations will run on the GPU, and the remaining (\d+)")
+_RUNS = re.compile(r"\((\d+) runs\)")
+
+_KERNEL_TO_PROVIDER = {
+    "tflitexnnpackdelegate": "XNNPACK",
+    "tflitegpudelegatev2": "GPU",
+    "tflitegpudelegate": "GPU",
+    "tflitennapidelegate": "NNAPI",
+    "tflitehexagondelegate": "Hexagon",
+    "tflitecoremldelegate": "COREML",
+}
+_CREATED_FOR = {"CPU": "XNNPACK", "GPU": "GPU", "NNAPI": "NNAPI", "SELECT": "FLEX"}
+
+# Parameter echo descriptions (all eras) → flag names.
+_ECHO_FLAGS = {
+    "log parameter values verbosely": "verbose",
+    "min num runs": "num_runs",
+    "num runs": "num_runs",
+    "min runs duration (seconds)": "min_secs",
+    "max runs duration (seconds)": "max_secs",
+    "inter-run delay (seconds)": "run_delay",
+    "number of prorated runs per second": "run_frequency",
+    "num threads": "num_threads",
+    "#threads used for cpu inference": "num_threads",
+    "use caching": "use_caching",
+    "benchmark name": "benchmark_name",
+    "output prefix": "output_prefix",
+    "min warmup runs": "warmup_runs",
+    "warmup runs": "warmup_runs",
+    "min warmup runs duration (seconds)": "warmup_min_secs",
+    "run w/o invoking kernels": "dry_run",
+    "graph": "graph",
+    "signature to run": "signature_to_run_for",
+    "input layers": "input_layer",
+    "input shapes": "input_layer_shape",
+    "input value ranges": "input_layer_value_range",
+    "input value files": "input_layer_value_files",
+    "allow fp16": "allow_fp16",
+    "require full delegation": "require_full_delegation",
+    "enable op profiling": "enable_op_profiling",
+    "max profiling buffer entries": "max_profiling_buffer_entries",
+    "csv file to export profiling data to": "profiling_output_csv_file",
+    "report the peak memory footprint": "report_peak_memory_footprint",
+    "memory footprint check interval (ms)": "memory_footprint_check_interval_ms",
+    "use gpu": "use_gpu",
+    "allow lower precision in gpu": "gpu_precision_loss_allowed",
+    "enable running quant models in gpu": "gpu_experimental_enable_quant",
+    "gpu backend": "gpu_backend",
+    "use nnapi": "use_nnapi",
+    "use legacy nnapi": "use_legacy_nnapi",
+    "nnapi execution preference": "nnapi_execution_preference",
+    "nnapi execution priority": "nnapi_execution_priority",
+    "nnapi accelerator name": "nnapi_accelerator_name",
+    "nnapi accelerators available": "nnapi_accelerators_available",
+    "disable nnapi cpu": "disable_nnapi_cpu",
+    "allow fp16 in nnapi": "nnapi_allow_fp16",
+    "use hexagon": "use_hexagon",
+    "hexagon lib path": "hexagon_lib_path",
+    "hexagon profiling": "hexagon_profiling",
+    "use xnnpack": "use_xnnpack",
+    "use ynnpack": "use_ynnpack",
+    "use coreml": "use_coreml",
+    "external delegate path": "external_delegate_path",
+    "external delegate options": "external_delegate_options",
+    "stable delegate settings file": "stable_delegate_settings_file",
+    "max number of delegated partitions": "max_delegated_partitions",
+    "min nodes per partition": "min_nodes_per_partition",
+    "enable platform-wide tracing": "enable_platform_tracing",
+}
+
+# Tool messages that end a run with a failure, and the failure kind each implies, by precedence.
+_FAILURE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    (
+        "model_load_failed",
+        re.compile(
+            r"Failed to (?:load|mmap|read) model|Could not open '|Please specify the name of your"
+            r"|not a valid (?:TF ?Lite|flatbuffer)|Model provided has model identifier",
+            re.I,
+        ),
+    ),
+    (
+        "delegate_failed",
+        re.compile(r"Failed to apply \S+ delegate|Disallowed CPU fallback detected"),
+    ),
+    ("allocation_failed", re.compile(r"Failed to allocate tensors")),
+    (
+        "invalid_input",
+        re.compile(
+            r"Input tensor #|input_layer|Inputs mismatch|Signature (?:key|not specified)"
+            r"|Failed to parse flag|^usage: |must match",
+            re.I,
+        ),
+    ),
+    ("invoke_failed", re.compile(r"Failed to invoke|failed to invoke")),
+]
+_TOOL_FAILURE = re.compile(
+    r"Failed to (?:load|mmap|read) model|Failed to apply \S+ delegate|Disallowed CPU fallback"
+    r"|Failed to allocate tensors|Failed to invoke|Failed to parse flag"
+    r"|Please specify the name of your|Signature not specified"
+)
+_CRASH = re.compile(
+    r"Fatal signal \d+"
+    r"|(?:^|: |\d )(?:Segmentation fault|Aborted|Killed|Bus error)(?: \(core dumped\))?"
+)
+_OUR_TAGS = re.compile(r"tflite|litert|benchmark|tensorflow", re.I)
+
+_START, _PARAMS, _INIT, _RUN, _SUMMARY, _POST = 1, 2, 3, 4, 5, 6
+
+
+def _num(text: str) -> Number | None:
+    """A number exactly as printed: int when integral in the text, else float."""
+    text = text.rstrip("%,;")
+    try:
+        if _INT.fullmatch(text):
+            return int(text)
+        if _NUM_TOKEN.fullmatch(text) or text.lower().lstrip("+-") in ("nan", "inf"):
+            return float(text)
+    except ValueError:
+        pass
+    return None
+
+
+def _ms_to_us(text: str) -> Number | None:
+    """Milliseconds as printed → µs, without binary rounding noise."""
+    try:
+        value = Decimal(text) * 1000
+    except InvalidOperation:
+        return None
+    if not value.is_finite():
+        return None
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _parse_stats(text: str) -> RunStats | None:
+    all_same = "(all same)" in text
+    values: dict[str, Number | None] = {}
+    for key, raw in _KV.findall(text):
+        values[key] = _num(raw)
+    count = values.get("count")
+    if not isinstance(count, int):
+        return None
+    stats = RunStats(
+        count=count,
+        first=values.get("first"),
+        curr=values.get("curr"),
+        min=values.get("min"),
+        max=values.get("max"),
+        avg=values.get("avg"),
+        std=values.get("std"),
+        p5=values.get("p5"),
+        median=values.get("median"),
+        p95=values.get("p95"),
+        all_same=all_same,
+    )
+    if (all_same or count == 1) and stats.curr is not None:
+        # The tool prints only `curr` when every value is the same.
+        for name in ("first", "min", "max", "avg"):
+            if getattr(stats, name) is None:
+                setattr(stats, name, stats.curr)
+        if stats.std is None:
+            stats.std = 0
+        if stats.median is None and all_same:
+            stats.median = stats.p5 = stats.p95 = stats.curr
+    return stats
+
+
+def _is_true(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in ("1", "true", "yes")
+
+
+# --------------------------------------------------------------------------- the state machine
+
+
+class _Run:
+    """The invocation being assembled."""
+
+    __slots__ = (
+        "result",
+        "stage",
+        "content",
+        "phase",
+        "stats",
+        "summary",
+        "litert",
+        "session_us",
+        "section",
+        "table",
+        "columns",
+        "in_subgraph",
+        "failure_lines",
+        "fatal",
+        "crash",
+        "error_stage",
+        "continuation",
+        "failed_line",
+    )
+
+    def __init__(self) -> None:
+        self.result = BenchmarkResult()
+        self.stage = 0
+        self.content = False
+        self.phase = 0  # 1 warm-up, 2 timed runs: which "Running benchmark" we are under
+        self.stats: list[RunStats | None] = [None, None]
+        self.summary: dict[str, Number | None] | None = None
+        self.litert: dict[str, Number | None] | None = None
+        self.session_us: Number | None = None
+        self.section: OpProfile | None = None
+        self.table: str | None = None
+        self.columns: list[str] | None = None
+        self.in_subgraph = False
+        self.failure_lines = False
+        self.fatal = False
+        self.crash = False
+        self.error_stage: int | None = None
+        self.continuation = 0
+        self.failed_line = False
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.results: list[BenchmarkResult] = []
+        self.run = _Run()
+
+    # ---- plumbing
+
+    def _new(self) -> _Run:
+        self._close()
+        self.run = _Run()
+        return self.run
+
+    def _close(self) -> None:
+        run = self.run
+        if run.content:
+            self.results.append(_finish(run))
+
+    def finish(self) -> list[BenchmarkResult]:
+        self._close()
+        self.run = _Run()
+        return self.results
+
+    # ---- per line
+
+    def feed(self, line: str) -> None:
+        if len(line) > MAX_LINE:
+            line = line[:MAX_LINE]
+        line = line.rstrip("\r\n")
+        if "STARTING!" in line or ": " in line:
+            parts = _GLUED.split(line)
+            if len(parts) > 1:
+                for part in parts:
+                    self._line(part)
+                return
+        self._line(line)
+
+    def _line(self, line: str) -> None:
+        run = self.run
+        m = _PREFIX.match(line)
+        raw = line[m.end() :]
+        msg = raw.strip()
+        if not msg:
+            run.table = None
+            run.continuation = 0
+            return
+        sev = m.group("sev")
+        lvl = m.group("lvl1") or m.group("lvl2")
+        tag = m.group("tag1") or m.group("tag2")
+        if tag and not _OUR_TAGS.search(tag):
+            # another app's logcat line; only a crash of the tool itself matters
+            if "Fatal signal" in msg and "benchmark" in msg:
+                run.crash = True
+                _add(run.result.errors, msg)
+            return
+        if run.table is not None and ("\t" in raw or run.columns is not None or "[" in msg):
+            if self._table_row(run, raw, msg):
+                return
+        d = _DISPATCH.match(msg)
+        if d is not None:
+            run.continuation = 0
+            getattr(self, "_on_" + d.lastgroup)(run, msg, sev)
+            return
+        if sev in ("ERROR", "FATAL") or lvl in ("E", "F"):
+            self._error(run, msg, fatal=sev == "FATAL" or lvl == "F")
+            run.continuation = 20
+            return
+        e = _ECHO.match(msg)
+        if e is not None:
+            run.continuation = 0
+            self._echo(run, e.group(1), e.group(2))
+            return
+        if "delegate" in msg:
+            if self._delegate_misc(run, msg):
+                return
+        if "benchmark_model" in msg and "--" in msg and not msg.startswith("usage"):
+            self._command(run, msg)
+            return
+        if _TOOL_FAILURE.search(msg):
+            self._error(run, msg)
+            return
+        if sev in ("WARN", "WARNING") or lvl == "W":
+            if sev is not None:
+                _add(run.result.warnings, msg)
+            return
+        if run.continuation and sev is None:
+            run.continuation -= 1
+            _add(run.result.errors, msg)
+            return
+        if run.content and _CRASH.search(msg):
+            run.crash = True
+            _add(run.result.errors, msg)
+            return
+        if "--" in msg and "=" in msg and sev is None and run.stage == 0:
+            # a wrapped fragment of the command line: keep its flags
+            for k, v in _FLAG.findall(msg):
+                run.result.params.setdefault(k.replace("-", "_"), v)
+
+    # ---- helpers
+
+    def _advance(self, run: _Run, stage: int, *, split_from: int) -> _Run:
+        """Start a new invocation when `run` is already at `split_from` or later."""
+        if run.stage >= split_from:
+            run = self._new()
+        if stage > run.stage:
+            run.stage = stage
+        run.content = True
+        run.table = None
+        return run
+
+    def _error(self, run: _Run, msg: str, *, fatal: bool = False) -> None:
+        _add(run.result.errors, msg)
+        if fatal:
+            run.fatal = True
+            run.content = True
+        if _TOOL_FAILURE.search(msg):
+            run.failure_lines = True
+            run.content = True
+        if run.error_stage is None:
+            run.error_stage = run.stage
+
+    def _command(self, run: _Run, msg: str) -> None:
+        if run.content or run.result.command is not None:
+            run = self._new()
+        run.result.command = msg[:1000]
+        for k, v in _FLAG.findall(msg):
+            run.result.params.setdefault(k.replace("-", "_"), v)
+
+    def _echo(self, run: _Run, desc: str, value: str) -> None:
+        key = desc.strip().lower()
+        flag = _ECHO_FLAGS.get(key)
+        if flag is None:
+            if run.stage in (_START, _PARAMS):
+                run.result.params[key] = value
+            return
+        run = self._advance(run, _PARAMS, split_from=_INIT)
+        # the echo is what the tool used: it wins over a command line we read
+        run.result.params[flag] = value
+
+    def _delegate_misc(self, run: _Run, msg: str) -> bool:
+        m = _DELEGATE_CREATED.search(msg)
+        if m is not None and msg.endswith("delegate created."):
+            run = self._advance(run, _INIT, split_from=_RUN)
+            run.result.delegation.get(_provider(m.group(1)))
+            return True
+        m = _SIMPLE_DELEGATE.search(msg) if "nodes delegated out of" in msg else None
+        if m is not None:
+            if run.stage >= _SUMMARY:
+                run = self._new()
+            d = run.result.delegation.get(_provider(m.group(1)))
+            d.kernel = m.group(1)
+            d.nodes_delegated, d.nodes_total = int(m.group(2)), int(m.group(3))
+            d.partitions = int(m.group(4))
+            if d.coverage is None:
+                d.coverage = _coverage(d.nodes_delegated, d.nodes_total)
+            return True
+        return False
+
+    # ---- dispatch targets (named after _DISPATCH groups)
+
+    def _on_stats(self, run: _Run, msg: str, sev: str | None) -> None:
+        stats = _parse_stats(msg)
+        if stats is None:
+            return
+        if run.stage >= _SUMMARY:
+            run = self._new()
+        if run.phase:
+            slot = run.phase - 1
+            if run.stats[slot] is not None:
+                run = self._new()
+                slot = 0
+        else:
+            slot = 0 if run.stats[0] is None else 1
+            if run.stats[1] is not None:
+                run = self._new()
+                slot = 0
+        run.stats[slot] = stats
+        run.stage = max(run.stage, _RUN)
+        run.content = True
+        run.table = None
+
+    def _on_summary(self, run: _Run, msg: str, sev: str | None) -> None:
+        if run.summary is not None or run.litert is not None:
+            run = self._new()
+        label, _, rest = msg.partition(":")
+        values: dict[str, Number | None] = {}
+        for part in rest.split(","):
+            key, sep, raw = part.rpartition(":")
+            if sep:
+                raw = raw.strip()
+                values[key.strip().lower()] = _num(raw) if raw else None
+        if label.startswith("Average"):
+            run.result.format = "tf1_contrib" if "no stats" in values else "tf1"
+        else:
+            run.result.format = "tf2"
+        run.summary = values
+        run.stage = max(run.stage, _SUMMARY)
+        run.content = True
+        run.table = None
+
+    def _on_running(self, run: _Run, msg: str, sev: str | None) -> None:
+        if run.stage >= _SUMMARY or run.phase >= 2:
+            run = self._new()
+        run.phase += 1
+        run.stage = max(run.stage, _RUN)
+        run.content = True
+        run.table = None
+
+    def _on_starting(self, run: _Run, msg: str, sev: str | None) -> None:
+        if run.content:
+            run = self._new()
+        run.stage = _START
+        run.content = True
+
+    def _on_session(self, run: _Run, msg: str, sev: str | None) -> None:
+        run = self._advance(run, _INIT, split_from=_RUN)
+        m = _NUM_TOKEN.search(msg, 21)
+        if m is not None:
+            run.session_us = _ms_to_us(m.group())
+
+    def _on_loaded(self, run: _Run, msg: str, sev: str | None) -> None:
+        run = self._advance(run, _INIT, split_from=_RUN)
+        run.result.params.setdefault("graph", msg[len("Loaded model ") :].strip())
+
+    def _on_size(self, run: _Run, msg: str, sev: str | None) -> None:
+        run = self._advance(run, _INIT, split_from=_RUN)
+        run.result.model_size_mb = _num(msg.rpartition(":")[2].strip())
+
+    def _on_mem(self, run: _Run, msg: str, sev: str | None) -> None:
+        mem = run.result.memory
+        if mem.init_mb is not None or mem.overall_mb is not None:
+            run = self._new()
+            mem = run.result.memory
+        values = dict(_KV.findall(msg))
+        mem.init_mb = _num(values["init"]) if "init" in values else None
+        mem.overall_mb = _num(values["overall"]) if "overall" in values else None
+        mem.label = "peak" if msg.startswith("Peak") else "delta"
+        run.stage = max(run.stage, _POST)
+        run.content = True
+        run.table = None
+
+    def _on_peak(self, run: _Run, msg: str, sev: str | None) -> None:
+        run.result.memory.peak_mb = _num(msg.rpartition(":")[2].strip())
+        run.stage = max(run.stage, _POST)
+        run.content = True
+
+    def _on_rss(self, run: _Run, msg: str, sev: str | None) -> None:
+        m = _NUM_TOKEN.search(msg, msg.index(":"))
+        if m is None:
+            return
+        value = _num(m.group())
+        mem = run.result.memory
+        if "VmRSS" in msg:
+            mem.vmrss_mb = value
+        elif "RssAnnon" in msg:
+            mem.rss_anon_mb = value
+        else:
+            mem.rss_file_shmem_mb = value
+
+    def _on_explicit(self, run: _Run, msg: str, sev: str | None) -> None:
+        m = _EXPLICIT.match(msg)
+        if m is None:
+            return
+        run = self._advance(run, _INIT, split_from=_RUN)
+        if m.group(4):
+            d = run.result.delegation.get(_provider(m.group(4)))
+            d.coverage, d.kernels = "none", 0
+            return
+        d = run.result.delegation.get(_provider(m.group(1)))
+        if m.group(2) == "completely":
+            d.coverage, d.kernels = "full", 1
+        else:
+            d.coverage = "partial"
+            if m.group(3):
+                d.kernels = int(m.group(3))
+
+    def _on_replacing(self, run: _Run, msg: str, sev: str | None) -> None:
+        m = _REPLACING.match(msg)
+        if m is None:
+            return
+        if run.stage >= _SUMMARY:
+            run = self._new()
+        kernel = m.group(3)
+        d = run.result.delegation.get(_provider(kernel))
+        d.kernel = kernel
+        delegated, partitions = int(m.group(1)), int(m.group(4))
+        total = int(m.group(2)) if m.group(2) else None
+        # several subgraphs each print a line: add them up
+        d.nodes_delegated = (d.nodes_delegated or 0) + delegated
+        d.partitions = (d.partitions or 0) + partitions
+        if total is not None:
+            d.nodes_total = (d.nodes_total or 0) + total
+        if d.coverage is None or d.coverage in ("full", "partial"):
+            explicit = d.kernels is not None
+            if not explicit and d.nodes_total is not None:
+                d.coverage = _coverage(d.nodes_delegated, d.nodes_total)
+
+    def _on_created(self, run: _Run, msg: str, sev: str | None) -> None:
+        m = _CREATED_TFL.match(msg)
+        if m is not None:
+            name = _CREATED_FOR.get(m.group(2).upper(), m.group(2))
+            if run.stage >= _SUMMARY:
+                run = self._new()
+            d = run.result.delegation.get(name)
+            if (
+                name == "XNNPACK"
+                and m.group(1)
+                and not _is_true(run.result.params.get("use_xnnpack"))
+            ):
+                d.default = True
+            return
+        m = _CREATED_KERNELS.match(msg)
+        if m is not None:
+            d = run.result.delegation.get("GPU")
+            if d.kernels is None:
+                d.kernels = int(m.group(1))
+
+    def _on_failapply(self, run: _Run, msg: str, sev: str | None) -> None:
+        m = re.match(r"Failed to apply (\S+) delegate", msg)
+        if m is not None:
+            d = run.result.delegation.get(_provider(m.group(1)))
+            d.failed = True
+            d.coverage = "none"
+        self._error(run, msg)
+
+    def _on_benchfail(self, run: _Run, msg: str, sev: str | None) -> None:
+        run.failed_line = True
+        run.content = True
+        _add(run.result.errors, msg)
+
+    def _on_going(self, run: _Run, msg: str, sev: str | None) -> None:
+        self._advance(run, _INIT, split_from=_RUN)
+
+    def _on_profinit(self, run: _Run, msg: str, sev: str | None) -> None:
+        if run.result.profile_init is not None:
+            run = self._new()
+        run.result.profile_init = run.section = OpProfile()
+        run.in_subgraph = False
+        run.content = True
+        run.table = None
+
+    def _on_profrun(self, run: _Run, msg: str, sev: str | None) -> None:
+        if run.result.profile_regular is not None:
+            run = self._new()
+        run.result.profile_regular = run.section = OpProfile()
+        run.in_subgraph = False
+        run.content = True
+        run.table = None
+
+    def _on_subgraph(self, run: _Run, msg: str, sev: str | None) -> None:
+        # only the primary graph's tables are kept
+        run.in_subgraph = not msg.startswith("Primary")
+        run.table = None
+
+    def _on_title(self, run: _Run, msg: str, sev: str | None) -> None:
+        title = msg.strip("= ").lower()
+        if "benchmark results" in title:
+            if run.summary is not None or run.litert is not None:
+                run = self._new()
+            run.litert = {}
+            run.result.format = "litert_compiled_model"
+            run.stage = max(run.stage, _SUMMARY)
+            run.content = True
+            return
+        if run.section is None:
+            # old tools print the tables without a section header: they are the timed runs
+            run.result.profile_regular = run.section = OpProfile()
+            run.content = True
+        if title == "run order":
+            run.table = "run_order"
+        elif title.startswith("top by computation time"):
+            run.table = "top_by_time"
+        elif title.startswith("summary by node type"):
+            run.table = "by_node_type"
+        else:
+            run.table = "other"
+        run.columns = None
+
+    def _on_timings(self, run: _Run, msg: str, sev: str | None) -> None:
+        run.table = None
+        if run.section is not None and not run.in_subgraph and run.section.timings is None:
+            run.section.timings = _parse_stats(msg)
+
+    def _on_nodes(self, run: _Run, msg: str, sev: str | None) -> None:
+        run.table = None
+        if run.section is not None and not run.in_subgraph and run.section.nodes_executed is None:
+            value = _num(msg.rpartition(":")[2].strip())
+            run.section.nodes_executed = value if isinstance(value, int) else None
+
+    def _on_litert(self, run: _Run, msg: str, sev: str | None) -> None:
+        if run.litert is None:
+            return
+        key, _, rest = msg.partition(":")
+        key = key.strip().lower()
+        rest = rest.strip()
+        m = _NUM_TOKEN.match(rest)
+        if m is None:
+            return
+        token = m.group()
+        mem = run.result.memory
+        if key in ("init footprint", "overall footprint", "peak memory"):
+            value = _num(token)
+            if key == "peak memory":
+                mem.peak_mb = value
+            elif mem.label in (None, "litert"):
+                mem.label = "litert"
+                if key == "init footprint":
+                    mem.init_mb = value
+                else:
+                    mem.overall_mb = value
+            return
+        run.litert[key] = _ms_to_us(token)
+        runs = _RUNS.search(rest)
+        if runs is not None:
+            run.litert[key + " runs"] = int(runs.group(1))
+
+    def _on_gpuops(self, run: _Run, msg: str, sev: str | None) -> None:
+        m = _GPU_OPS.match(msg)
+        if m is None:
+            return
+        d = run.result.delegation.get("GPU")
+        on_gpu, on_cpu = int(m.group(1)), int(m.group(2))
+        d.nodes_delegated, d.nodes_total = on_gpu, on_gpu + on_cpu
+        if d.coverage is None:
+            d.coverage = _coverage(on_gpu, on_gpu + on_cpu)
+
+    def _on_unsupported(self, run: _Run, msg: str, sev: str | None) -> None:
+        _add(run.result.warnings, msg)
+
+    def _on_flagwarn(self, run: _Run, msg: str, sev: str | None) -> None:
+        _add(run.result.warnings, msg)
+
+    # ---- op-profile tables
+
+    def _table_row(self, run: _Run, raw: str, msg: str) -> bool:
+        if "[node type]" in msg or "[Node type]" in msg:
+            run.columns = [c.strip().lower() for c in raw.split("\t") if c.strip()]
+            return True
+        columns = run.columns
+        if columns is None or run.section is None:
+            return False
+        if run.in_subgraph or run.table == "other":
+            return True
+        fields = [f.strip() for f in raw.split("\t")]
+        fields = [f for f in fields if f]
+        if len(fields) != len(columns):
+            fields = _split_spaced(msg, len(columns), "[name]" in columns)
+            if fields is None:
+                return False
+        row = dict(zip(columns, fields, strict=False))
+        try:
+            if run.table == "by_node_type":
+                run.section.by_node_type.append(
+                    OpTypeRow(
+                        node_type=row["[node type]"],
+                        count=int(row["[count]"]),
+                        avg_ms=float(row["[avg ms]"]),
+                        percent=float(row["[avg %]"].rstrip("%")),
+                        cdf_percent=float(row["[cdf %]"].rstrip("%")),
+                        mem_kb=float(row["[mem kb]"]),
+                        times_called=int(row["[times called]"]),
+                    )
+                )
+            else:
+                start = row.get("[start]")
+                op = OpRow(
+                    node_type=row["[node type]"],
+                    first_ms=float(row["[first]"]),
+                    avg_ms=float(row["[avg ms]"]),
+                    percent=float(row["[%]"].rstrip("%")),
+                    cdf_percent=float(row["[cdf%]"].rstrip("%")),
+                    mem_kb=float(row["[mem kb]"]),
+                    times_called=int(row["[times called]"]),
+                    name=row.get("[name]", ""),
+                    start_ms=float(start) if start is not None else None,
+                )
+                target = (
+                    run.section.run_order if run.table == "run_order" else run.section.top_by_time
+                )
+                target.append(op)
+        except (KeyError, ValueError):
+            return False  # a cut or foreign row: not ours
+        return True
+
+
+def _split_spaced(msg: str, n: int, has_name: bool) -> list[str] | None:
+    """Split a table row whose tabs became spaces: type, numeric columns, optional name."""
+    tokens = msg.split()
+    numeric = n - 1 - (1 if has_name else 0)
+    for i in range(1, len(tokens) - numeric + 1):
+        window = tokens[i : i + numeric]
+        if all(_NUM_TOKEN.fullmatch(t.rstrip("%")) for t in window):
+            rest = tokens[i + numeric :]
+            if has_name and not rest or not has_name and rest:
+                continue
+            out = [" ".join(tokens[:i]), *window]
+            if has_name:
+                out.append(" ".join(rest))
+            return out
+    return None
+
+
+def _add(messages: list[str], msg: str) -> None:
+    if len(messages) < MAX_MESSAGES:
+        messages.append(msg[:2000])
+
+
+def _provider(name: str) -> str:
+    """A provider name (GPU, NNAPI, …) for a provider or delegate-kernel name."""
+    upper = name.upper()
+    if upper in ("GPU", "NNAPI", "XNNPACK", "YNNPACK", "COREML", "EXTERNAL", "STABLE_DELEGATE"):
+        return upper
+    if upper == "HEXAGON":
+        return "Hexagon"
+    known = _KERNEL_TO_PROVIDER.get(name.lower().replace(" ", ""))
+    if known is not None:
+        return known
+    return "EXTERNAL"
+
+
+def _coverage(delegated: int | None, total: int | None) -> str | None:
+    if delegated is None or total is None:
+        return None
+    if delegated <= 0:
+        return "none"
+    return "full" if delegated >= total else "partial"
+
+
+# --------------------------------------------------------------------------- finishing a run
+
+
+def _finish(run: _Run) -> BenchmarkResult:
+    result = run.result
+    warm, timed = run.stats
+    if run.phase == 0 and run.summary is not None and timed is None and warm is not None:
+        # count lines without "Running benchmark" headers: the last one before the summary is
+        # the timed phase (a grep-filtered log may keep only that one)
+        warm, timed = None, warm
+    result.warmup, result.inference = warm, timed
+
+    summary = run.summary
+    if summary is not None:
+        result.init_us = summary.get("init")
+        result.first_inference_us = summary.get("first inference")
+        if result.format == "tf2":
+            result.warmup_avg_us = summary.get("warmup (avg)")
+            result.inference_avg_us = summary.get("inference (avg)")
+        else:
+            result.warmup_avg_us = summary.get("warmup")
+            result.inference_avg_us = summary.get("inference", summary.get("no stats"))
+    else:
+        # no tool summary: the stats lines and the session line say it more precisely than the
+        # LiteRT block's two-decimal milliseconds
+        lit = run.litert or {}
+        result.init_us = (
+            run.session_us if run.session_us is not None else lit.get("model initialization")
+        )
+        if warm is not None:
+            result.first_inference_us = warm.first
+            result.warmup_avg_us = warm.avg
+        if result.first_inference_us is None:
+            result.first_inference_us = lit.get("warmup (first)")
+        if result.warmup_avg_us is None:
+            result.warmup_avg_us = lit.get("warmup (avg)")
+        if timed is not None:
+            result.inference_avg_us = timed.avg
+        elif "inference (avg)" in lit:
+            result.inference_avg_us = lit["inference (avg)"]
+            count = lit.get("inference (avg) runs")
+            result.inference = RunStats(
+                count=int(count) if count is not None else 0,
+                min=lit.get("inference (min)"),
+                max=lit.get("inference (max)"),
+                avg=lit["inference (avg)"],
+                std=lit.get("inference (std)"),
+            )
+        if result.warmup is None and "warmup (avg)" in lit:
+            count = lit.get("warmup (avg) runs")
+            result.warmup = RunStats(
+                count=int(count) if count is not None else 0,
+                first=lit.get("warmup (first)"),
+                avg=lit["warmup (avg)"],
+            )
+
+    completed = summary is not None or run.litert is not None or result.memory.label is not None
+    failed = run.failed_line or run.failure_lines or run.fatal or run.crash or not completed
+    if failed:
+        result.status = "failed"
+        result.failure_kind = _failure_kind(run, completed)
+    return result
+
+
+def _failure_kind(run: _Run, completed: bool) -> str:
+    errors = run.result.errors
+    for kind, pattern in _FAILURE_PATTERNS:
+        if any(pattern.search(e) for e in errors):
+            return kind
+    if run.fatal:
+        return "aborted"
+    if run.crash:
+        return "crashed"
+    if completed:
+        return "invoke_failed"  # the timed runs failed after the summary was printed
+    real_errors = [e for e in errors if not e.startswith("Benchmarking failed")]
+    if not real_errors and not run.failed_line:
+        return "crashed"
+    stage = run.error_stage if run.error_stage is not None else run.stage
+    if stage >= _RUN:
+        return "invoke_failed"
+    if stage >= _INIT and run.result.delegation.delegates:
+        return "delegate_failed"
+    return "tool_error"
