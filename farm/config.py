@@ -551,7 +551,9 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    close = close or [c for c in choices if len(str(word)) >= 3 and str(word) in c][:1]
     return f"; did you mean {close[0]!r}?" if close else ""
 
 

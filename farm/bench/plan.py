@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -117,11 +117,18 @@ class Plan:
         }
 
 
-def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config) -> Plan:
+def make_plan(
+    devices: list[DeviceInfo],
+    models: list[ModelRef],
+    config: Config,
+    *,
+    profiles: Mapping[str, Profile] | None = None,
+) -> Plan:
     """Cross the devices with models, delegates, threads and repeats, interleaving repeats.
 
     Run order is repeat-major: every cell of repeat 0, then of repeat 1, ..., so slow drift
     spreads over all cells. Cells a device cannot run go to `unsupported` with a reason.
+    Device profiles are looked up by name in `profiles` (default: device_profiles/).
     """
     models = _unique_names(models)
     plan = Plan(
@@ -132,7 +139,7 @@ def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config)
         repeats=config.repeats,
     )
     reasons = {
-        (d.serial, d.server, s.label): unsupported_reason(d, s)
+        (d.serial, d.server, s.label): unsupported_reason(d, s, _profile(d, profiles))
         for d in devices
         for s in config.delegates
     }
@@ -171,9 +178,13 @@ def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config)
     return plan
 
 
-def unsupported_reason(device: DeviceInfo, spec: DelegateSpec) -> str | None:
-    """Why this device cannot run this delegate, in one line; None when it may."""
-    profile = _profile(device)
+def unsupported_reason(
+    device: DeviceInfo, spec: DelegateSpec, profile: Profile | None = None
+) -> str | None:
+    """Why this device cannot run this delegate, in one line; None when it may.
+
+    `profile` is the device's matched profile (None: judge from the DeviceInfo alone).
+    """
     delegates = profile.delegates if profile is not None else None
     name = f"profile {profile.name}" if profile is not None else ""
     if spec.kind == "gpu":
@@ -234,9 +245,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _profile(device: DeviceInfo) -> Profile | None:
+def _profile(device: DeviceInfo, profiles: Mapping[str, Profile] | None) -> Profile | None:
     if not device.profile:
         return None
+    if profiles is not None:
+        return profiles.get(device.profile)
     try:
         return get_profile(device.profile)
     except ConfigError:
