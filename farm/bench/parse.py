@@ -650,6 +650,7 @@ class _Run:
         "error_stage",
         "continuation",
         "failed_line",
+        "ended",
     )
 
     def __init__(self) -> None:
@@ -671,6 +672,7 @@ class _Run:
         self.error_stage: int | None = None
         self.continuation = 0
         self.failed_line = False
+        self.ended = False  # the tool said it stopped: what follows is another invocation
 
 
 class _Parser:
@@ -724,7 +726,7 @@ class _Parser:
         if tag and not _OUR_TAGS.search(tag):
             # another app's logcat line; only a crash of the tool itself matters
             if "Fatal signal" in msg and "benchmark" in msg:
-                run.crash = True
+                run.crash = run.ended = True
                 _add(run.result.errors, msg)
             return
         if run.table is not None and ("\t" in raw or run.columns is not None or "[" in msg):
@@ -762,7 +764,7 @@ class _Parser:
             _add(run.result.errors, msg)
             return
         if run.content and _CRASH.search(msg):
-            run.crash = True
+            run.crash = run.ended = True
             _add(run.result.errors, msg)
             return
         if "--" in msg and "=" in msg and sev is None and run.stage == 0:
@@ -774,7 +776,7 @@ class _Parser:
 
     def _advance(self, run: _Run, stage: int, *, split_from: int) -> _Run:
         """Start a new invocation when `run` is already at `split_from` or later."""
-        if run.stage >= split_from:
+        if run.stage >= split_from or run.ended:
             run = self._new()
         if stage > run.stage:
             run.stage = stage
@@ -819,7 +821,7 @@ class _Parser:
             return True
         m = _SIMPLE_DELEGATE.search(msg) if "nodes delegated out of" in msg else None
         if m is not None:
-            if run.stage >= _SUMMARY:
+            if run.stage >= _SUMMARY or run.ended:
                 run = self._new()
             d = run.result.delegation.get(_provider(m.group(1)))
             d.kernel = m.group(1)
@@ -836,7 +838,7 @@ class _Parser:
         stats = _parse_stats(msg)
         if stats is None:
             return
-        if run.stage >= _SUMMARY:
+        if run.stage >= _SUMMARY or run.ended:
             run = self._new()
         if run.phase:
             slot = run.phase - 1
@@ -854,7 +856,7 @@ class _Parser:
         run.table = None
 
     def _on_summary(self, run: _Run, msg: str, sev: str | None) -> None:
-        if run.summary is not None or run.litert is not None:
+        if run.summary is not None or run.litert is not None or run.ended:
             run = self._new()
         label, _, rest = msg.partition(":")
         values: dict[str, Number | None] = {}
@@ -873,7 +875,7 @@ class _Parser:
         run.table = None
 
     def _on_running(self, run: _Run, msg: str, sev: str | None) -> None:
-        if run.stage >= _SUMMARY or run.phase >= 2:
+        if run.stage >= _SUMMARY or run.ended or run.phase >= 2:
             run = self._new()
         run.phase += 1
         run.stage = max(run.stage, _RUN)
@@ -902,7 +904,7 @@ class _Parser:
 
     def _on_mem(self, run: _Run, msg: str, sev: str | None) -> None:
         mem = run.result.memory
-        if mem.init_mb is not None or mem.overall_mb is not None:
+        if mem.init_mb is not None or mem.overall_mb is not None or run.ended:
             run = self._new()
             mem = run.result.memory
         values = dict(_KV.findall(msg))
@@ -952,7 +954,7 @@ class _Parser:
         m = _REPLACING.match(msg)
         if m is None:
             return
-        if run.stage >= _SUMMARY:
+        if run.stage >= _SUMMARY or run.ended:
             run = self._new()
         kernel = m.group(3)
         d = run.result.delegation.get(_provider(kernel))
@@ -973,7 +975,7 @@ class _Parser:
         m = _CREATED_TFL.match(msg)
         if m is not None:
             name = _CREATED_FOR.get(m.group(2).upper(), m.group(2))
-            if run.stage >= _SUMMARY:
+            if run.stage >= _SUMMARY or run.ended:
                 run = self._new()
             d = run.result.delegation.get(name)
             if (
@@ -998,7 +1000,7 @@ class _Parser:
         self._error(run, msg)
 
     def _on_benchfail(self, run: _Run, msg: str, sev: str | None) -> None:
-        run.failed_line = True
+        run.failed_line = run.ended = True
         run.content = True
         _add(run.result.errors, msg)
 
@@ -1006,7 +1008,7 @@ class _Parser:
         self._advance(run, _INIT, split_from=_RUN)
 
     def _on_profinit(self, run: _Run, msg: str, sev: str | None) -> None:
-        if run.result.profile_init is not None:
+        if run.result.profile_init is not None or run.ended:
             run = self._new()
         run.result.profile_init = run.section = OpProfile()
         run.in_subgraph = False
@@ -1014,7 +1016,7 @@ class _Parser:
         run.table = None
 
     def _on_profrun(self, run: _Run, msg: str, sev: str | None) -> None:
-        if run.result.profile_regular is not None:
+        if run.result.profile_regular is not None or run.ended:
             run = self._new()
         run.result.profile_regular = run.section = OpProfile()
         run.in_subgraph = False
@@ -1037,7 +1039,10 @@ class _Parser:
             run.content = True
             return
         if run.section is None:
-            # old tools print the tables without a section header: they are the timed runs
+            # Old tools print the tables without a section header, before their summary: after
+            # a summary they open the next invocation. LiteRT prints them after its block.
+            if (run.stage >= _SUMMARY or run.ended) and run.litert is None:
+                run = self._new()
             run.result.profile_regular = run.section = OpProfile()
             run.content = True
         if title == "run order":
