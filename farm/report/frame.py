@@ -152,25 +152,35 @@ def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def coverage_text(delegation: Mapping[str, Any] | None, delegate: str = "") -> str:
-    """ "GPU 29/31 nodes, 3 partitions" from the parser's delegation object ("" for plain CPU)."""
+    """ "GPU 29/31 nodes, 3 partitions" from the parser's delegation object ("" when none)."""
     if not delegation:
         return ""
     names = delegation.get("delegates") or []
     if isinstance(names, str):
         names = [names]
-    name = "+".join(str(n) for n in names) or (
-        delegate.upper() if delegate not in ("", "cpu") else ""
-    )
+    name = "+".join(str(n) for n in names)
+    if not name and delegate not in ("", "cpu"):
+        name = delegate.upper()
     done, total = delegation.get("nodes_delegated"), delegation.get("nodes_total")
+    coverage = delegation.get("coverage")
     parts = delegation.get("partitions")
-    text = name
-    if isinstance(done, int) and isinstance(total, int) and total > 0:
+    if not isinstance(parts, int):
+        parts = delegation.get("kernels")  # one delegate kernel per partition
+    if _count(done) and isinstance(total, int) and total > 0:
         text = f"{name} {done}/{total} nodes".strip()
-        if done == 0:
-            text += " (none delegated)"
-    if isinstance(parts, int) and parts > 0:
+    elif done == 0 or coverage == "none":
+        return f"{name}: nothing delegated".strip(": ")
+    elif coverage and name:
+        text = f"{name} {coverage}"
+    else:
+        text = name
+    if text and isinstance(parts, int) and parts > 0:
         text += f", {parts} partition{'s' if parts != 1 else ''}"
     return text
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def stability_flags(latency_ms: float, std_ms: float, runs: int | None) -> list[str]:
