@@ -1,0 +1,378 @@
+"""The Android-looking files of a virtual phone, generated from its device profile.
+
+Pure functions: getprop values and their `[key]: [value]` listing, /proc/cpuinfo, the cpufreq and
+thermal sysfs trees, the battery as `dumpsys battery` and power_supply show it, and the small
+shell scripts of the phone's /system/bin (getprop, setprop, dumpsys, df, nohup, benchmark_model).
+`farm.sim.phone_os` writes them into a phone's folder and keeps the changing ones up to date.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from farm.profiles import CpuCluster, Profile
+
+# Device-side paths of a virtual phone.
+DATA_TMP = "/data/local/tmp"
+SDCARD = "/sdcard"
+SDCARD_ALIAS = "/storage/emulated/0"
+STATE = "/data/vendor/farm_sim"  # the stand-in's state folder (FARM_SIM_STATE)
+SYSTEM = "/system"
+BENCHMARK_BINARY = "/system/bin/benchmark_model"
+BENCHMARK_PROP = "debug.farm.benchmark_model"
+SHELL_PATH = "/system/bin:/system/xbin:/usr/bin:/bin"
+
+# ARM "CPU part" numbers as /proc/cpuinfo shows them.
+_ARM_PARTS = {
+    "Cortex-A53": (0x41, 0x0, 0xD03, 4),
+    "Cortex-A55": (0x41, 0x2, 0xD05, 0),
+    "Cortex-A76": (0x41, 0x4, 0xD0B, 1),
+    "Cortex-A77": (0x41, 0x1, 0xD0D, 0),
+    "Cortex-A78": (0x41, 0x1, 0xD41, 0),
+    "Cortex-X1": (0x41, 0x1, 0xD44, 0),
+    "Cortex-A510": (0x41, 0x1, 0xD46, 0),
+    "Cortex-A710": (0x41, 0x2, 0xD47, 0),
+    "Cortex-X2": (0x41, 0x2, 0xD48, 0),
+    "Cortex-A715": (0x41, 0x1, 0xD4D, 0),
+    "Cortex-X3": (0x41, 0x1, 0xD4E, 0),
+}
+_ARMV8_FEATURES = (
+    "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
+    "dcpop asimddp"
+)
+_ARMV9_FEATURES = (
+    _ARMV8_FEATURES
+    + " sha3 sm3 sm4 asimdfhm dit uscat ilrcpc flagm ssbs sb "
+    + (
+        "paca pacg dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm "
+        "svebf16 i8mm bf16 dgh bti"
+    )
+)
+_ARMV9_CORES = {"Cortex-A510", "Cortex-A710", "Cortex-A715", "Cortex-X2", "Cortex-X3"}
+_X86_FLAGS = (
+    "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr "
+    "sse sse2 ss ht syscall nx pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology "
+    "nonstop_tsc cpuid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic "
+    "movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm abm 3dnowprefetch fsgsbase bmi1 "
+    "avx2 smep bmi2 erms invpcid rdseed adx smap clflushopt xsaveopt xsavec xgetbv1 xsaves arat"
+)
+
+_BATTERY_STATUS = {"charging": 2, "discharging": 3, "not charging": 4, "full": 5}
+_BATTERY_CAPACITY_UAH = 4_000_000
+
+
+def device_props(profile: Profile, serial: str) -> dict[str, str]:
+    """Every getprop value of a phone: the profile's, plus what a booted phone adds."""
+    props = dict(profile.props)
+    if serial and ":" not in serial:  # a TCP serial (host:port) is not a device serial number
+        props["ro.serialno"] = serial
+        props["ro.boot.serialno"] = serial
+    props.setdefault("ro.product.cpu.abilist", ",".join(profile.abis))
+    props.setdefault("ro.build.characteristics", "emulator" if profile.emulator else "phone")
+    if profile.emulator:
+        props["ro.kernel.qemu"] = props.get("ro.kernel.qemu") or "1"
+        props.setdefault("ro.boot.qemu", "1")
+    props.update(
+        {
+            "sys.boot_completed": "1",
+            "dev.bootcomplete": "1",
+            "init.svc.adbd": "running",
+            "persist.sys.usb.config": "adb",
+            BENCHMARK_PROP: BENCHMARK_BINARY,
+        }
+    )
+    return props
+
+
+def build_prop(props: dict[str, str]) -> str:
+    """Props as a build.prop file (key=value lines)."""
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def parse_build_prop(text: str) -> dict[str, str]:
+    """Key=value lines (comments and blank lines skipped); a later line wins."""
+    props: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key and not key.startswith("#"):
+            props[key] = value
+    return props
+
+
+def format_getprop(props: dict[str, str]) -> str:
+    """`getprop` output: one `[key]: [value]` line per property, sorted by key."""
+    return "".join(f"[{key}]: [{props[key]}]\n" for key in sorted(props))
+
+
+def _cluster_of(profile: Profile, cpu: int) -> CpuCluster:
+    for cluster in profile.cpu.clusters:
+        if cpu in cluster.cpus:
+            return cluster
+    raise ValueError(f"cpu {cpu} is in no cluster of profile {profile.name}")
+
+
+def _cpus(profile: Profile) -> list[int]:
+    return sorted({cpu for cluster in profile.cpu.clusters for cpu in cluster.cpus})
+
+
+def cpuinfo(profile: Profile) -> str:
+    """/proc/cpuinfo as the phone's kernel prints it (arm64 or x86_64 by the primary ABI)."""
+    cpus = _cpus(profile)
+    blocks = []
+    x86 = bool(profile.abis) and profile.abis[0].startswith("x86")
+    for cpu in cpus:
+        cluster = _cluster_of(profile, cpu)
+        if x86:
+            mhz = cluster.max_freq_khz / 1000
+            blocks.append(
+                f"processor\t: {cpu}\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n"
+                f"model name\t: {cluster.core}\nstepping\t: 7\ncpu MHz\t\t: {mhz:.3f}\n"
+                f"cache size\t: 16384 KB\nphysical id\t: 0\nsiblings\t: {len(cpus)}\n"
+                f"core id\t\t: {cpu}\ncpu cores\t: {len(cpus)}\napicid\t\t: {cpu}\n"
+                f"fpu\t\t: yes\ncpuid level\t: 13\nwp\t\t: yes\nflags\t\t: {_X86_FLAGS}\n"
+                f"bogomips\t: {2 * mhz:.2f}\nclflush size\t: 64\ncache_alignment\t: 64\n"
+                "address sizes\t: 46 bits physical, 48 bits virtual\n"
+            )
+        else:
+            implementer, variant, part, revision = _ARM_PARTS.get(cluster.core, (0x41, 0, 0xD05, 0))
+            features = _ARMV9_FEATURES if cluster.core in _ARMV9_CORES else _ARMV8_FEATURES
+            blocks.append(
+                f"processor\t: {cpu}\nBogoMIPS\t: 49.15\nFeatures\t: {features}\n"
+                f"CPU implementer\t: 0x{implementer:02x}\nCPU architecture: 8\n"
+                f"CPU variant\t: 0x{variant:x}\nCPU part\t: 0x{part:03x}\n"
+                f"CPU revision\t: {revision}\n"
+            )
+    text = "\n".join(blocks)
+    if profile.cpu.hardware and not x86:
+        text += f"\nHardware\t: {profile.cpu.hardware}\n"
+    return text
+
+
+def _cpu_range(cpus: list[int]) -> str:
+    """Kernel list syntax: [0, 1, 2, 4] -> "0-2,4"."""
+    parts: list[str] = []
+    start = prev = None
+    for cpu in sorted(cpus):
+        if start is None:
+            start = prev = cpu
+        elif cpu == prev + 1:  # type: ignore[operator]
+            prev = cpu
+        else:
+            parts.append(f"{start}-{prev}" if start != prev else f"{start}")
+            start = prev = cpu
+    if start is not None:
+        parts.append(f"{start}-{prev}" if start != prev else f"{start}")
+    return ",".join(parts)
+
+
+def millidegrees(celsius: float) -> str:
+    """A thermal zone's `temp` file content."""
+    return f"{round(celsius * 1000)}\n"
+
+
+def sysfs_files(profile: Profile) -> tuple[dict[str, str], dict[str, str]]:
+    """The /sys tree: (files by path relative to /sys, symlinks by path -> relative target).
+
+    Temperatures start at each zone's idle value, cpufreq at the cluster's minimum.
+    """
+    files: dict[str, str] = {}
+    links: dict[str, str] = {}
+    cpus = _cpus(profile)
+    span = _cpu_range(cpus)
+    for name in ("online", "possible", "present"):
+        files[f"devices/system/cpu/{name}"] = span + "\n"
+    for cpu in cpus:
+        cluster = _cluster_of(profile, cpu)
+        base = f"devices/system/cpu/cpu{cpu}"
+        files[f"{base}/online"] = "1\n"
+        policy = f"devices/system/cpu/cpufreq/policy{min(cluster.cpus)}"
+        links[f"{base}/cpufreq"] = f"../cpufreq/policy{min(cluster.cpus)}"
+        related = " ".join(str(c) for c in sorted(cluster.cpus)) + "\n"
+        files.update(
+            {
+                f"{policy}/cpuinfo_max_freq": f"{cluster.max_freq_khz}\n",
+                f"{policy}/cpuinfo_min_freq": f"{cluster.min_freq_khz}\n",
+                f"{policy}/scaling_max_freq": f"{cluster.max_freq_khz}\n",
+                f"{policy}/scaling_min_freq": f"{cluster.min_freq_khz}\n",
+                f"{policy}/scaling_cur_freq": f"{cluster.min_freq_khz}\n",
+                f"{policy}/cpuinfo_cur_freq": f"{cluster.min_freq_khz}\n",
+                f"{policy}/scaling_governor": "schedutil\n",
+                f"{policy}/scaling_available_governors": "conservative powersave performance "
+                "schedutil\n",
+                f"{policy}/related_cpus": related,
+                f"{policy}/affected_cpus": related,
+            }
+        )
+    for index, zone in enumerate(profile.thermal):
+        base = f"devices/virtual/thermal/thermal_zone{index}"
+        files[f"{base}/type"] = zone.type + "\n"
+        files[f"{base}/temp"] = millidegrees(zone.idle_c)
+        files[f"{base}/mode"] = "enabled\n"
+        files[f"{base}/policy"] = "step_wise\n"
+        links[f"class/thermal/thermal_zone{index}"] = (
+            f"../../devices/virtual/thermal/thermal_zone{index}"
+        )
+    battery = profile.battery
+    power = "devices/platform/battery/power_supply/battery"
+    links["class/power_supply/battery"] = f"../../{power}"
+    files.update(
+        {
+            f"{power}/type": "Battery\n",
+            f"{power}/capacity": f"{battery.level}\n",
+            f"{power}/status": battery.status.title() + "\n",
+            f"{power}/health": "Good\n",
+            f"{power}/present": "1\n",
+            f"{power}/technology": "Li-ion\n",
+            f"{power}/temp": f"{round(battery.temperature_c * 10)}\n",
+            f"{power}/voltage_now": f"{_battery_mv(battery.level) * 1000}\n",
+        }
+    )
+    return files, links
+
+
+def _battery_mv(level: int) -> int:
+    return 3500 + round(7.5 * level)
+
+
+def cur_freq_files(profile: Profile, busy: bool) -> dict[str, str]:
+    """scaling_cur_freq of each policy: the maximum under load, the minimum when idle."""
+    out = {}
+    for cluster in profile.cpu.clusters:
+        freq = cluster.max_freq_khz if busy else cluster.min_freq_khz
+        policy = f"devices/system/cpu/cpufreq/policy{min(cluster.cpus)}"
+        out[f"{policy}/scaling_cur_freq"] = f"{freq}\n"
+        out[f"{policy}/cpuinfo_cur_freq"] = f"{freq}\n"
+    return out
+
+
+def battery_temp_file() -> str:
+    """The /sys path (relative) of the battery temperature in tenths of a degree."""
+    return "devices/platform/battery/power_supply/battery/temp"
+
+
+@dataclass(frozen=True)
+class ShellLayout:
+    """Where the phone's shell finds things (device paths when confined, host paths otherwise)."""
+
+    system: str = SYSTEM
+    state: str = STATE
+    sys: str = "/sys"
+    data_tmp: str = DATA_TMP
+    sdcard: str = SDCARD
+    python: str = "/system/lib/python/bin/python3"
+    pythonpath: str = ""
+    ld_library_path: str = ""
+    setsid: str = "/usr/bin/setsid"
+    nohup: str = "/usr/bin/nohup"
+
+
+def shell_scripts(profile: Profile, layout: ShellLayout) -> dict[str, str]:
+    """The phone's own commands for /system/bin, by name."""
+    q = shlex.quote
+    battery = profile.battery
+    status = _BATTERY_STATUS[battery.status]
+    ac = str(battery.plugged == "ac").lower()
+    usb = str(battery.plugged == "usb").lower()
+    current = 0 if battery.plugged == "none" else (3000000 if battery.plugged == "ac" else 500000)
+    voltage = 0 if battery.plugged == "none" else 5000000
+    counter = battery.level * _BATTERY_CAPACITY_UAH // 100
+    power = f"{layout.sys}/class/power_supply/battery"
+    props_files = f"{q(layout.system + '/build.prop')} {q(layout.state + '/props')}"
+    merge_awk = (
+        '{ i = index($0, "="); if (i > 1 && substr($0, 1, 1) != "#") '
+        "v[substr($0, 1, i - 1)] = substr($0, i + 1) }"
+    )
+    free_bytes = profile.storage_free_mb * 1024 * 1024
+    data_dirs = f"{q(layout.data_tmp)} {q(layout.sdcard)}"
+    scripts = {
+        "getprop": f"""#!/bin/sh
+# getprop [NAME [DEFAULT]]: system properties (build.prop, then values set with setprop)
+export LC_ALL=C
+if [ $# -eq 0 ]; then
+  cat {props_files} 2>/dev/null | awk '{merge_awk}
+    END {{ for (k in v) printf "[%s]: [%s]\\n", k, v[k] }}' | sort
+else
+  cat {props_files} 2>/dev/null | K="$1" D="$2" awk '{merge_awk}
+    END {{ k = ENVIRON["K"]; if (k in v) print v[k]; else print ENVIRON["D"] }}'
+fi
+""",
+        "setprop": f"""#!/bin/sh
+# setprop NAME VALUE: only debug.* properties may be set from the shell
+if [ $# -ne 2 ]; then
+  echo "usage: setprop NAME VALUE" >&2
+  exit 1
+fi
+case "$1" in
+  debug.*|persist.debug.*|log.tag.*) ;;
+  *) printf "Failed to set property '%s' to '%s'.\\nSee dmesg for error reason.\\n" "$1" "$2" >&2
+     exit 1 ;;
+esac
+case "$2" in *"
+"*) echo "setprop: value must be a single line" >&2; exit 1 ;;
+esac
+printf '%s=%s\\n' "$1" "$2" >> {q(layout.state + "/props")}
+""",
+        "dumpsys": f"""#!/bin/sh
+# dumpsys SERVICE: only the battery service is known
+case "$1" in
+  battery)
+    echo "Current Battery Service state:"
+    echo "  AC powered: {ac}"
+    echo "  USB powered: {usb}"
+    echo "  Wireless powered: false"
+    echo "  Max charging current: {current}"
+    echo "  Max charging voltage: {voltage}"
+    echo "  Charge counter: {counter}"
+    echo "  status: {status}"
+    echo "  health: 2"
+    echo "  present: true"
+    echo "  level: $(cat {q(power + "/capacity")})"
+    echo "  scale: 100"
+    echo "  voltage: {_battery_mv(battery.level)}"
+    echo "  temperature: $(cat {q(power + "/temp")})"
+    echo "  technology: Li-ion"
+    ;;
+  -l) echo "Currently running services:"; echo "  battery" ;;
+  "") echo "Currently running services:"; echo "  battery" ;;
+  *) echo "Can't find service: $1" ;;
+esac
+""",
+        "df": f"""#!/bin/sh
+# df [PATH...]: /data and /sdcard report the phone's free space, minus what is stored there
+used=$(du -s -b {data_dirs} 2>/dev/null \\
+  | awk '{{ s += $1 }} END {{ print s + 0 }}')
+free=$(( ({free_bytes} - used) / 1024 ))
+[ "$free" -lt 0 ] && free=0
+used_k=$(( 21474836 + used / 1024 ))
+total=$(( free + used_k ))
+pct=$(( (used_k * 100 + total - 1) / total ))
+echo "Filesystem       1K-blocks     Used Available Use% Mounted on"
+[ $# -eq 0 ] && set -- /data
+for p in "$@"; do
+  case "$p" in
+    -*) continue ;;
+    /data|/data/*)
+      printf "%-16s %9d %8d %9d %3d%% %s\\n" /dev/block/dm-48 "$total" "$used_k" "$free" "$pct" \\
+        /data ;;
+    /sdcard|/sdcard/*|/storage|/storage/*)
+      printf "%-16s %9d %8d %9d %3d%% %s\\n" /dev/fuse "$total" "$used_k" "$free" "$pct" \\
+        /storage/emulated ;;
+    *) printf "%-16s %9d %8d %9d %3d%% %s\\n" /dev/block/dm-0 3802128 3790508 11620 100 / ;;
+  esac
+done
+""",
+        "nohup": f"""#!/bin/sh
+# nohup COMMAND: detached in its own session, so it outlives the shell stream that started it
+printf '' > {q(layout.state + "/sessions")}/$$ 2>/dev/null
+exec {q(layout.setsid)} -w {q(layout.nohup)} "$@"
+""",
+        "benchmark_model": f"""#!/bin/sh
+# benchmark_model: the virtual phone's stand-in for TensorFlow Lite's benchmark tool
+export PYTHONPATH={q(layout.pythonpath)}
+export LD_LIBRARY_PATH={q(layout.ld_library_path)}
+export PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
+exec {q(layout.python)} -m farm.sim.benchmark_model "$@"
+""",
+    }
+    return scripts

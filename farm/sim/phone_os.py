@@ -1,0 +1,661 @@
+"""The device side of one virtual phone below the adb protocol: files, processes, state.
+
+Each phone owns a folder on the host (`root`) and a long-lived bubblewrap (`bwrap`) sandbox: one
+"init" per phone holds its own user, pid, mount, network, ipc and uts namespaces, and every shell
+command enters them (`nsenter`) as uid 2000 without capabilities, cwd `/`. Inside, the phone sees:
+
+- `/data/local/tmp` and `/sdcard` (also `/storage/emulated/0`): the only writable places, backed
+  by `root/data/local/tmp` and `root/sdcard`;
+- `/system/bin`: sh, getprop, setprop, dumpsys, df, a detaching nohup and `benchmark_model` (a
+  launcher for `python -m farm.sim.benchmark_model`); `/system/build.prop`; the host's Python,
+  site-packages and the `farm` package read-only under `/system/lib` (the phone's system image);
+- `/proc` of its own pid namespace (`ps` shows only the phone's processes) with `/proc/cpuinfo`
+  generated from the profile, and a generated `/sys` (cpufreq, thermal zones, battery);
+- `/usr`, `/bin`, `/lib*` read-only for the shell's tools. Nothing else of the host: no
+  `/etc/passwd`, no `/home`, no repository, no host network.
+
+Detached jobs (`nohup cmd &`) run in a session of their own, so they outlive the shell and the
+adb stream that started them, as on a phone; `kill_all` (reboot, phone death, lab down) kills the
+init and with it the whole pid namespace.
+
+`state_dir` (`root/state`, `/data/vendor/farm_sim` inside, named by FARM_SIM_STATE) is shared
+with the `benchmark_model` stand-in: profile.json, engine, faults.json and running/ (one file per
+running benchmark, named by its pid: while one exists, `background()` heats the thermal zones).
+
+Without bubblewrap (or when it cannot create namespaces) phones run UNCONFINED: shell commands run
+directly on the host as the current user, in their own process group, with cwd
+`root/data/local/tmp` and the phone's scripts first on PATH. Device paths such as
+/data/local/tmp do not exist there, host files are reachable, and `ps` shows host processes. A
+warning says so once per process. Install bubblewrap (`apt-get install bubblewrap`) for real
+phones-in-a-box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import os
+import posixpath
+import select
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from farm.profiles import PROFILE_DIR, Profile
+from farm.sim import android_files as af
+
+log = logging.getLogger("farm.sim.phone_os")
+
+SHELL_UID = 2000  # Android's `shell` user
+INIT_TIMEOUT_S = 10.0
+KILL_WAIT_S = 5.0
+MIB = 1024 * 1024
+
+_warned_unconfined = False
+
+# Device path -> (folder under root, writable). Paths the sync service may reach.
+_MOUNTS: tuple[tuple[str, str, bool], ...] = (
+    (af.DATA_TMP, "data/local/tmp", True),
+    (af.SDCARD, "sdcard", True),
+    (af.SDCARD_ALIAS, "sdcard", True),
+    ("/system/bin", "system/bin", False),
+    ("/system/build.prop", "system/build.prop", False),
+    ("/sys", "sys", False),
+    ("/proc/cpuinfo", "proc/cpuinfo", False),
+)
+
+
+def bubblewrap_available() -> bool:
+    """True when bwrap, nsenter and setpriv are all on PATH."""
+    return all(shutil.which(tool) for tool in ("bwrap", "nsenter", "setpriv"))
+
+
+def _python_image() -> tuple[Path, str, list[Path], Path]:
+    """(Python prefix, executable name, site-packages folders, farm package folder) to expose."""
+    import farm
+
+    prefix = Path(sys.base_prefix).resolve()
+    exe = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if not (prefix / "bin" / exe).exists():
+        exe = "python3"
+    sites = []
+    for entry in site.getsitepackages():
+        path = Path(entry).resolve()
+        if path.is_dir() and prefix not in path.parents and path not in sites:
+            sites.append(path)
+    return prefix, exe, sites, Path(farm.__file__).resolve().parent
+
+
+def _host_tool(name: str) -> str:
+    """Absolute path of a host tool (the phone's shell sees /usr and /bin at the same paths)."""
+    return shutil.which(name) or f"/usr/bin/{name}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class PhoneOS:
+    """The device side of one virtual phone below the adb protocol: files, processes, state."""
+
+    def __init__(
+        self,
+        serial: str,
+        profile: Profile,
+        root: Path,
+        *,
+        engine: str = "litert",
+        confine: bool | None = None,
+    ) -> None:
+        self.serial = serial
+        self.profile = profile
+        self.engine = engine
+        self.root = Path(root).resolve()
+        self.state_dir = self.root / "state"
+        self.tick_s = 1.0
+        self.confined = bubblewrap_available() if confine is None else confine
+        self._init: subprocess.Popen[bytes] | None = None
+        self._init_pid: int | None = None  # host pid of the sandbox's pid 1
+        self._groups: set[int] = set()
+        self._temps = [zone.idle_c for zone in profile.thermal]
+        self._busy = False
+        self._prepare()
+        if not self.confined:
+            self._warn_unconfined("bubblewrap (bwrap, nsenter, setpriv) not found")
+
+    # Layout on the host.
+    def _prepare(self) -> None:
+        root = self.root
+        for sub in ("data/local/tmp", "sdcard", "proc", "system/bin", "system/etc/alternatives"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for sub in ("lib/python", "lib/farm/farm", "lib/farm/device_profiles"):
+            (root / "system" / sub).mkdir(parents=True, exist_ok=True)
+        _prefix, _exe, sites, _farm = _python_image()
+        for index in range(len(sites)):
+            (root / "system" / "lib" / f"site{index}").mkdir(exist_ok=True)
+        self._write_identity()
+        self._write_state()
+        self._write_scripts()
+
+    def _write_identity(self) -> None:
+        props = af.device_props(self.profile, self.serial)
+        _atomic_write(self.root / "system" / "build.prop", af.build_prop(props))
+        _atomic_write(self.root / "proc" / "cpuinfo", af.cpuinfo(self.profile))
+        sys_dir = self.root / "sys"
+        if sys_dir.exists():
+            shutil.rmtree(sys_dir)
+        files, links = af.sysfs_files(self.profile)
+        for rel, text in files.items():
+            path = sys_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        for rel, target in links.items():
+            path = sys_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(target)
+        self._busy = False
+        self._write_thermal(force=True)
+
+    def _write_state(self) -> None:
+        state = self.state_dir
+        for sub in ("running", "sessions"):
+            folder = state / sub
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+        _atomic_write(state / "profile.json", self.profile.model_dump_json())
+        _atomic_write(state / "engine", self.engine)
+        _atomic_write(state / "faults.json", "{}")
+        _atomic_write(state / "props", "")
+
+    def _layout(self) -> af.ShellLayout:
+        tools = {
+            "setsid": _host_tool("setsid"),
+            "nohup": _host_tool("nohup"),
+        }
+        if self.confined:
+            _prefix, exe, sites, _farm = _python_image()
+            paths = ["/system/lib/farm"] + [f"/system/lib/site{i}" for i in range(len(sites))]
+            return af.ShellLayout(
+                **tools,
+                python=f"/system/lib/python/bin/{exe}",
+                pythonpath=":".join(paths),
+                ld_library_path="/system/lib/python/lib",
+            )
+        _prefix, _exe, _sites, farm_dir = _python_image()
+        return af.ShellLayout(
+            **tools,
+            system=str(self.root / "system"),
+            state=str(self.state_dir),
+            sys=str(self.root / "sys"),
+            data_tmp=str(self.root / "data/local/tmp"),
+            sdcard=str(self.root / "sdcard"),
+            python=sys.executable,
+            pythonpath=str(farm_dir.parent),
+        )
+
+    def _write_scripts(self) -> None:
+        bin_dir = self.root / "system" / "bin"
+        for name, text in af.shell_scripts(self.profile, self._layout()).items():
+            path = bin_dir / name
+            _atomic_write(path, text)
+            path.chmod(0o755)
+        sh = bin_dir / "sh"
+        if not sh.is_symlink():
+            sh.symlink_to("/bin/sh")
+
+    def _warn_unconfined(self, why: str) -> None:
+        global _warned_unconfined
+        if not _warned_unconfined:
+            _warned_unconfined = True
+            log.warning(
+                "%s: virtual phones run shell commands UNCONFINED on the host (cwd in their "
+                "sandbox folder; device paths such as /data/local/tmp do not exist there). "
+                "Install bubblewrap (apt-get install bubblewrap) to confine them.",
+                why,
+            )
+
+    # Files.
+    def resolve(self, device_path: str, *, write: bool = False) -> Path:
+        """Host path for a device path, following the phone's symlinks as the phone would.
+
+        PermissionError outside the sandbox (or for writes to read-only places), FileNotFoundError
+        where the phone would say "No such file or directory".
+        """
+        path = device_path
+        for _hop in range(40):
+            path = posixpath.normpath(posixpath.join("/", path))
+            mount = next(
+                (m for m in _MOUNTS if path == m[0] or path.startswith(m[0] + "/")),
+                None,
+            )
+            if mount is None:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), device_path)
+            prefix, folder, writable = mount
+            rest = path[len(prefix) :].strip("/")
+            parts = rest.split("/") if rest else []
+            host = self.root / folder
+            followed = None
+            for index, part in enumerate(parts):
+                host = host / part
+                if host.is_symlink():
+                    link_dir = posixpath.join(prefix, *parts[:index])
+                    followed = posixpath.join(link_dir, os.readlink(host), *parts[index + 1 :])
+                    break
+                if not host.exists():
+                    if not write:
+                        raise FileNotFoundError(
+                            errno.ENOENT, os.strerror(errno.ENOENT), device_path
+                        )
+                elif index < len(parts) - 1 and not host.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), device_path)
+            if followed is not None:
+                path = followed
+                continue
+            if write and not writable:
+                raise PermissionError(errno.EROFS, os.strerror(errno.EROFS), device_path)
+            return host
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), device_path)
+
+    def used_bytes(self) -> int:
+        """Bytes stored in /data/local/tmp and /sdcard."""
+        total = 0
+        for folder in (self.root / "data/local/tmp", self.root / "sdcard"):
+            for dirpath, _dirs, files in os.walk(folder):
+                for name in files:
+                    try:
+                        total += os.lstat(os.path.join(dirpath, name)).st_size
+                    except OSError:
+                        pass
+        return total
+
+    def free_bytes(self) -> int:
+        """Space left on /data: the profile's free space minus what is stored."""
+        return max(0, self.profile.storage_free_mb * MIB - self.used_bytes())
+
+    def getprop(self) -> dict[str, str]:
+        """Every system property, as `adb shell getprop` lists them."""
+        text = (self.root / "system" / "build.prop").read_text(encoding="utf-8")
+        props_file = self.state_dir / "props"
+        if props_file.exists():
+            text += props_file.read_text(encoding="utf-8")
+        return af.parse_build_prop(text)
+
+    # Faults read by the benchmark stand-in.
+    def faults(self) -> dict[str, Any]:
+        """The faults currently set (faults.json)."""
+        try:
+            return json.loads((self.state_dir / "faults.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def set_fault(self, name: str, **options: Any) -> None:
+        """Set one fault with its options (replacing an earlier one of the same name)."""
+        faults = self.faults()
+        faults[name] = options
+        _atomic_write(self.state_dir / "faults.json", json.dumps(faults, sort_keys=True))
+
+    def clear_faults(self) -> None:
+        """Remove every fault."""
+        _atomic_write(self.state_dir / "faults.json", "{}")
+
+    # Processes.
+    def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        layout = self._layout()
+        if self.confined:
+            env = {
+                "PATH": af.SHELL_PATH,
+                "HOME": "/",
+                "TMPDIR": af.DATA_TMP,
+                "EXTERNAL_STORAGE": af.SDCARD,
+            }
+        else:
+            env = {
+                "PATH": f"{self.root / 'system/bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                "HOME": layout.data_tmp,
+                "TMPDIR": layout.data_tmp,
+                "EXTERNAL_STORAGE": layout.sdcard,
+            }
+        env.update(
+            {
+                "USER": "shell",
+                "LOGNAME": "shell",
+                "SHELL": "/system/bin/sh",
+                "HOSTNAME": "localhost",
+                "ANDROID_ROOT": "/system",
+                "ANDROID_DATA": "/data",
+                "ANDROID_STORAGE": "/storage",
+                "FARM_SIM_STATE": layout.state,
+                "FARM_SIM_SERIAL": self.serial,
+            }
+        )
+        env.update(extra or {})
+        return env
+
+    def _bwrap_args(self) -> list[str]:
+        root = self.root
+        prefix, _exe, sites, farm_dir = _python_image()
+        args = [
+            "--unshare-user",
+            "--uid",
+            str(SHELL_UID),
+            "--gid",
+            str(SHELL_UID),
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-net",
+            "--hostname",
+            "localhost",
+            "--die-with-parent",
+            "--cap-drop",
+            "ALL",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+        ]
+        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+            host = Path("/") / name
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), f"/{name}"]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), f"/{name}"]
+        args += ["--proc", "/proc", "--ro-bind", str(root / "proc/cpuinfo"), "/proc/cpuinfo"]
+        args += ["--dev", "/dev"]
+        args += ["--ro-bind", str(root / "system"), "/system"]
+        args += ["--ro-bind", str(prefix), "/system/lib/python"]
+        for index, path in enumerate(sites):
+            args += ["--ro-bind", str(path), f"/system/lib/site{index}"]
+        args += ["--ro-bind", str(farm_dir), "/system/lib/farm/farm"]
+        if PROFILE_DIR.is_dir():
+            args += ["--ro-bind", str(PROFILE_DIR), "/system/lib/farm/device_profiles"]
+        if Path("/etc/alternatives").is_dir():  # Debian's tool symlinks (awk -> mawk, ...)
+            args += ["--ro-bind", "/etc/alternatives", "/system/etc/alternatives"]
+        args += ["--symlink", "/system/etc", "/etc"]
+        args += ["--ro-bind", str(root / "sys"), "/sys"]
+        args += ["--bind", str(root / "data/local/tmp"), af.DATA_TMP]
+        args += ["--bind", str(self.state_dir), af.STATE]
+        args += ["--bind", str(root / "sdcard"), af.SDCARD_ALIAS]
+        args += ["--symlink", af.SDCARD_ALIAS, af.SDCARD]
+        args += ["--chdir", "/", "--remount-ro", "/"]
+        return args
+
+    def _start_init(self) -> int:
+        """Start the phone's sandbox init; its host pid, the target of every nsenter."""
+        args_r, args_w = os.pipe()
+        info_r, info_w = os.pipe()
+        try:
+            # Options go through a pipe so the phone's `ps` does not show host paths.
+            options = [*self._bwrap_args(), "--info-fd", str(info_w)]
+            payload = b"".join(arg.encode() + b"\0" for arg in options)
+            if len(payload) > 60000:  # beyond a pipe buffer the write below would block
+                raise RuntimeError("bwrap argument list too long")
+            os.write(args_w, payload)
+            os.close(args_w)
+            args_w = -1
+            self._init = subprocess.Popen(
+                # The init says "ready" once the sandbox is set up, then sleeps as its pid 2.
+                [
+                    shutil.which("bwrap") or "bwrap",
+                    "--args",
+                    str(args_r),
+                    "/bin/sh",
+                    "-c",
+                    "echo ready; exec sleep infinity",
+                ],
+                pass_fds=(args_r, info_w),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+            os.close(info_w)
+            info_w = -1
+            data = b""
+            deadline = time.monotonic() + INIT_TIMEOUT_S
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([info_r], [], [], deadline - time.monotonic())
+                chunk = os.read(info_r, 65536) if ready else b""
+                if not chunk:
+                    break
+                data += chunk
+            assert self._init.stdout is not None
+            out = self._init.stdout.fileno()
+            ready, _, _ = select.select([out], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready or not os.read(out, 64).startswith(b"ready"):
+                data = b""
+        finally:
+            for fd in (args_r, args_w, info_r, info_w):
+                if fd >= 0:
+                    os.close(fd)
+        try:
+            pid = int(json.loads(data)["child-pid"])
+        except (ValueError, KeyError, TypeError):
+            err = b""
+            if self._init is not None:
+                if self._init.poll() is not None and self._init.stderr is not None:
+                    err = self._init.stderr.read()
+                self._stop_init()
+            last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"bwrap did not start: {last[0]}") from None
+        self._init_pid = pid
+        log.debug("%s: sandbox init is host pid %d", self.serial, pid)
+        return pid
+
+    def _stop_init(self) -> None:
+        init, self._init, pid, self._init_pid = self._init, None, self._init_pid, None
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)  # pid 1 of the namespace: every process in it dies
+            except ProcessLookupError:
+                pass
+        if init is not None:
+            try:  # bwrap exits once its child is gone; it reaps that child first
+                init.wait(KILL_WAIT_S if pid is not None else 0)
+            except subprocess.TimeoutExpired:
+                init.kill()
+                try:
+                    init.wait(KILL_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s: sandbox init %d did not exit", self.serial, init.pid)
+            for pipe in (init.stdout, init.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+    def _ensure_init(self) -> int | None:
+        """The running init's host pid (started if needed); None when running unconfined."""
+        if not self.confined:
+            return None
+        if self._init is not None and self._init.poll() is None and self._init_pid is not None:
+            return self._init_pid
+        if self._init is not None:
+            self._stop_init()
+        try:
+            return self._start_init()
+        except (OSError, RuntimeError) as exc:
+            self.confined = False
+            self._write_scripts()
+            self._warn_unconfined(f"bubblewrap failed ({exc})")
+            return None
+
+    async def spawn(
+        self, command: str | None, *, env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
+        """`sh -c command` (None: a shell reading stdin) in the phone, in its own process group."""
+        shell = ["/system/bin/sh", "-c", command] if command is not None else ["/system/bin/sh"]
+        init_pid = self._ensure_init()
+        full_env = self._env(env)
+        if init_pid is not None:
+            argv = [
+                shutil.which("nsenter") or "nsenter",
+                f"--target={init_pid}",
+                "--all",
+                "--preserve-credentials",
+                "-r",
+                "-w",
+                shutil.which("setpriv") or "setpriv",
+                "--inh-caps=-all",
+                "--no-new-privs",
+                *shell,
+            ]
+            cwd = None
+        else:
+            argv = [str(self.root / "system/bin/sh"), *shell[1:]]
+            cwd = str(self.root / "data/local/tmp")
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self._prune_groups()
+        self._groups.add(proc.pid)
+        return proc
+
+    def _prune_groups(self) -> None:
+        for pgid in list(self._groups):
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                self._groups.discard(pgid)
+            except PermissionError:
+                pass
+
+    def kill_group(self, proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:
+        """Signal every process of the command's group (not its detached nohup jobs)."""
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill_all(self) -> None:
+        """Kill every process this phone started, detached ones included (reboot, death, down)."""
+        for pgid in list(self._groups):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self._groups.clear()
+        self._stop_init()
+        sessions = self.state_dir / "sessions"
+        if not self.confined and sessions.is_dir():
+            for entry in os.scandir(sessions):
+                if entry.name.isdigit() and self._owns_host_pid(int(entry.name)):
+                    try:
+                        os.killpg(int(entry.name), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+        for sub in ("sessions", "running"):
+            folder = self.state_dir / sub
+            if folder.is_dir():
+                for entry in os.scandir(folder):
+                    Path(entry.path).unlink(missing_ok=True)
+        # A reboot forgets the properties set since boot, except persist.* ones.
+        props = self.state_dir / "props"
+        if props.exists():
+            kept = {
+                k: v
+                for k, v in af.parse_build_prop(props.read_text()).items()
+                if k.startswith("persist.")
+            }
+            _atomic_write(props, af.build_prop(kept))
+
+    def _owns_host_pid(self, pid: int) -> bool:
+        """True when host pid `pid` is a process of this phone (checked by its environment)."""
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return False
+        return f"FARM_SIM_STATE={self.state_dir}".encode() in environ.split(b"\0")
+
+    def _alive(self, name: str) -> bool:
+        """Whether the process a running/ marker names still runs on the phone."""
+        if not name.isdigit():
+            return True
+        if self.confined:
+            if self._init_pid is None:
+                return False
+            stat = Path(f"/proc/{self._init_pid}/root/proc/{name}/stat")
+        else:
+            stat = Path(f"/proc/{name}/stat")
+        try:
+            text = stat.read_text()
+        except OSError:
+            return False
+        return text.rpartition(")")[2].split()[:1] != ["Z"]
+
+    # Thermal state.
+    def busy(self) -> bool:
+        """True while a benchmark runs (a running/ marker of a live process); drops stale ones."""
+        running = self.state_dir / "running"
+        busy = False
+        try:
+            entries = list(os.scandir(running))
+        except OSError:
+            return False
+        for entry in entries:
+            if self._alive(entry.name):
+                busy = True
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+        return busy
+
+    def temperatures(self) -> dict[str, float]:
+        """Current temperature of each thermal zone, by zone type, in °C."""
+        return {
+            zone.type: temp for zone, temp in zip(self.profile.thermal, self._temps, strict=True)
+        }
+
+    def tick(self, seconds: float) -> None:
+        """Advance the thermal state by `seconds`: heat under load, cool toward idle otherwise."""
+        busy = self.busy()
+        for index, zone in enumerate(self.profile.thermal):
+            temp = self._temps[index]
+            if busy:
+                temp = min(zone.max_c, temp + zone.heat_per_s * seconds)
+            else:
+                temp = max(zone.idle_c, temp - zone.cool_per_s * seconds)
+            self._temps[index] = temp
+        changed_load = busy != self._busy
+        self._busy = busy
+        self._write_thermal(force=changed_load)
+
+    def _write_thermal(self, *, force: bool = False) -> None:
+        sys_dir = self.root / "sys"
+        for index, temp in enumerate(self._temps):
+            path = sys_dir / f"devices/virtual/thermal/thermal_zone{index}/temp"
+            text = af.millidegrees(temp)
+            if force or path.read_text() != text:
+                _atomic_write(path, text)
+        heat = max(
+            (t - z.idle_c for z, t in zip(self.profile.thermal, self._temps, strict=True)),
+            default=0.0,
+        )
+        battery = sys_dir / af.battery_temp_file()
+        text = f"{round((self.profile.battery.temperature_c + 0.3 * heat) * 10)}\n"
+        if force or battery.read_text() != text:
+            _atomic_write(battery, text)
+        if force:
+            for rel, text in af.cur_freq_files(self.profile, self._busy).items():
+                _atomic_write(sys_dir / rel, text)
+
+    async def background(self) -> None:
+        """Run forever, updating the thermal state every `tick_s` seconds."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.tick_s)
+            now = time.monotonic()
+            self.tick(now - last)
+            last = now
