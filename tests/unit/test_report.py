@@ -1,0 +1,257 @@
+"""Report: the cell frame, summaries, best configuration, renderers and output files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from farm.android.info import DeviceInfo
+from farm.bench.plan import Cell
+from farm.config import DelegateSpec
+from farm.report import write_outputs
+from farm.report.console import print_report
+from farm.report.frame import (
+    best_per_device,
+    cells_frame,
+    coverage_text,
+    problems_frame,
+    stability_flags,
+    summary_frame,
+)
+from farm.report.markdown import render_markdown
+from farm.report.text import csv_text, md_text, safe_text
+from farm.results import schema
+
+PIXEL = DeviceInfo(serial="p7", server="127.0.0.1:5037", state="device", model="Pixel 7",
+                   soc="Google GS201", sdk=34, abis=("arm64-v8a",), profile="pixel_7")  # fmt: skip
+EMU = DeviceInfo(serial="emulator-5554", server="127.0.0.1:5038", state="device",
+                 model="sdk_gphone64_x86_64", sdk=34, abis=("x86_64",), emulator=True)  # fmt: skip
+GPU_PARTIAL = {"delegates": ["GPU"], "nodes_delegated": 29, "nodes_total": 31, "partitions": 3,
+               "kernels": 3, "coverage": "partial"}  # fmt: skip
+
+
+def line(dev: DeviceInfo, delegate: str, threads: int, status: str = "ok", *, repeat: int = 0,
+         avg_us: float | None = None, std_us: float | None = None, count: int | None = 50,
+         reason: str | None = None, delegation: dict | None = None, model: str = "mobilenet",
+         simulated: bool = False) -> dict:  # fmt: skip
+    cell = Cell(serial=dev.serial, server=dev.server, model=model,
+                model_path=Path(f"/m/{model}.tflite"), model_sha256="f" * 64,
+                delegate=delegate, spec=DelegateSpec.model_validate(delegate.split(":")[0]
+                if not delegate.startswith("external") else {"kind": "external", "name": "x",
+                "path": "/x"}), threads=threads, repeat=repeat)  # fmt: skip
+    metrics = None
+    if status == "ok":
+        metrics = {"inference_avg_us": avg_us, "inference_std_us": std_us,
+                   "inference_count": count, "init_us": 120000.0,
+                   "delegation": delegation}  # fmt: skip
+    return schema.cell_line(cell=cell, device=dev, status=status, reason=reason, metrics=metrics,
+                            delegation=delegation, simulated=simulated)  # fmt: skip
+
+
+def lab_cells() -> list[dict]:
+    cells = []
+    for r in range(2):
+        cells += [
+            line(PIXEL, "cpu", 1, avg_us=20000, std_us=400, repeat=r, simulated=True),
+            line(PIXEL, "cpu", 4, avg_us=8000 + 1000 * r, std_us=100, repeat=r, simulated=True),
+            line(PIXEL, "gpu", 1, avg_us=5000, std_us=50, delegation=GPU_PARTIAL, repeat=r,
+                 simulated=True),
+            line(PIXEL, "nnapi", 1, "failed", repeat=r, simulated=True,
+                 reason="NN API returned error ANEURALNETWORKS_BAD_DATA"),
+            line(EMU, "cpu", 1, avg_us=30000, std_us=6000, count=6, repeat=r),
+            line(EMU, "gpu", 1, "unsupported", reason="no GPU delegate on this device", repeat=r),
+        ]  # fmt: skip
+    cells.append(line(EMU, "cpu", 4, "timeout", reason="no result after 600 s"))
+    return cells
+
+
+def test_cells_frame_is_tidy_and_in_ms():
+    df = cells_frame(lab_cells())
+    assert len(df) == 13
+    first = df.iloc[0]
+    assert first["latency_ms"] == 20.0 and first["std_ms"] == 0.4 and first["runs"] == 50
+    assert first["init_ms"] == 120.0
+    assert first["device"] == "Pixel 7" and first["profile"] == "pixel_7" and first["simulated"]
+    gpu = df[(df["delegate"] == "gpu") & (df["serial"] == "p7")].iloc[0]
+    assert gpu["coverage"] == "GPU 29/31 nodes, 3 partitions"
+    failed = df[df["status"] == "failed"].iloc[0]
+    assert math.isnan(failed["latency_ms"]) and failed["reason"].startswith("NN API")
+    assert cells_frame([]).empty
+
+
+def test_summary_pools_repeats_and_computes_speedup():
+    summary = summary_frame(cells_frame(lab_cells()))
+    row = summary[(summary["serial"] == "p7") & (summary["delegate"] == "cpu")
+                  & (summary["threads"] == 4)].iloc[0]  # fmt: skip
+    # Two repeats of 50 runs: means 8 and 9 ms, std 0.1 ms each → pooled over 100 runs.
+    assert row["latency_ms"] == pytest.approx(8.5)
+    assert row["std_ms"] == pytest.approx(math.sqrt(0.1**2 + 0.5**2))
+    assert row["runs"] == 100 and row["repeats"] == 2 and row["repeats_ok"] == 2
+    assert row["speedup"] == pytest.approx(20 / 8.5)
+    gpu = summary[(summary["serial"] == "p7") & (summary["delegate"] == "gpu")].iloc[0]
+    assert gpu["speedup"] == pytest.approx(4.0) and gpu["coverage"].startswith("GPU 29/31")
+    nnapi = summary[summary["delegate"] == "nnapi"].iloc[0]
+    assert nnapi["status"] == "failed" and "BAD_DATA" in nnapi["reason"]
+    assert math.isnan(nnapi["speedup"])
+    emu = summary[(summary["serial"] == "emulator-5554") & (summary["delegate"] == "cpu")]
+    assert list(emu["threads"]) == [1, 4]
+    assert "unstable: std 20% of mean" in emu.iloc[0]["flags"]
+    assert "only 12 runs" not in emu.iloc[0]["flags"]  # 2 × 6 runs = 12, enough
+    assert emu.iloc[1]["status"] == "timeout"
+
+
+def test_mixed_repeats_say_how_many_were_ok():
+    cells = [line(PIXEL, "cpu", 1, avg_us=1000, std_us=10, repeat=0),
+             line(PIXEL, "cpu", 1, "device_lost", reason="gone", repeat=1)]  # fmt: skip
+    row = summary_frame(cells_frame(cells)).iloc[0]
+    assert row["status"] == "ok" and "1/2 repeats ok" in row["flags"] and row["reason"] == "gone"
+
+
+def test_stability_flags():
+    assert stability_flags(10.0, 0.5, 50) == []
+    assert stability_flags(10.0, 1.0, 50) == ["unstable: std 10% of mean"]
+    assert stability_flags(10.0, 0.1, 3) == ["only 3 runs"]
+    assert stability_flags(10.0, float("nan"), None) == []
+
+
+def test_best_configuration_per_device_and_model():
+    cells = lab_cells() + [line(PIXEL, "cpu", 1, avg_us=900, std_us=1, model="tiny")]
+    best = best_per_device(summary_frame(cells_frame(cells)))
+    picks = {(r.serial, r.model): (r.delegate, r.threads) for r in best.itertuples()}
+    assert picks == {("p7", "mobilenet"): ("gpu", 1), ("p7", "tiny"): ("cpu", 1),
+                     ("emulator-5554", "mobilenet"): ("cpu", 1)}  # fmt: skip
+
+
+def test_problems_list_reasons():
+    problems = problems_frame(cells_frame(lab_cells()))
+    rows = {(r.serial, r.delegate, r.threads): (r.status, r.cells, r.reason)
+            for r in problems.itertuples()}  # fmt: skip
+    assert rows[("p7", "nnapi", 1)][:2] == ("failed", 2)
+    assert rows[("emulator-5554", "gpu", 1)] == ("unsupported", 2, "no GPU delegate on this device")
+    assert rows[("emulator-5554", "cpu", 4)] == ("timeout", 1, "no result after 600 s")
+
+
+def test_coverage_text():
+    assert coverage_text(GPU_PARTIAL, "gpu") == "GPU 29/31 nodes, 3 partitions"
+    assert coverage_text({"delegates": ["NNAPI"], "kernels": 1, "coverage": "full"}) == (
+        "NNAPI full, 1 partition"
+    )
+    assert coverage_text({"delegates": ["GPU"], "nodes_delegated": 0, "nodes_total": 31}) == (
+        "GPU: nothing delegated"
+    )
+    assert coverage_text({"delegates": []}, "cpu") == ""
+    assert coverage_text(None) == ""
+
+
+def render(cells: list[dict], width: int = 160) -> str:
+    buf = io.StringIO()
+    print_report(cells, console=Console(file=buf, width=width, color_system=None))
+    return buf.getvalue()
+
+
+def test_console_report():
+    text = render(lab_cells())
+    assert "Pixel 7 · Google GS201 · p7 · profile pixel_7 (simulated)" in text
+    assert "sdk_gphone64_x86_64 · emulator-5554" in text
+    assert "8.50 ± 0.51" in text and "2.35×" in text and "4.00×" in text
+    assert "GPU 29/31 nodes, 3 partitions" in text
+    assert "Best configuration per device" in text
+    assert "no GPU delegate on this device" in text and "unsupported" in text
+    assert "virtual phones" in text
+
+
+HOSTILE = DeviceInfo(serial="evil", server="127.0.0.1:5037", state="device",
+                     model="[bold red]Phone[/] | <script>x</script>",
+                     soc="Soc\x1b[31mRED\x07\u202egnp.exe\r\nsecond", sdk=30,
+                     abis=("arm64-v8a",))  # fmt: skip
+
+
+def test_console_prints_device_text_literally():
+    cells = [line(HOSTILE, "cpu", 1, avg_us=1000, std_us=1),
+             line(HOSTILE, "gpu", 1, "failed", reason="boom [/] \x1b[2J")]  # fmt: skip
+    text = render(cells, width=300)
+    assert "[bold red]Phone[/]" in text  # not interpreted as markup
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\\x1b[31mRED\\x07\\u202egnp.exe  second" in text
+    assert "boom [/] \\x1b[2J" in text
+
+
+def test_markdown_escapes_device_text():
+    cells = [line(HOSTILE, "cpu", 1, avg_us=1000, std_us=1),
+             line(HOSTILE, "gpu", 1, "failed", reason="a|b <img src=x> `c`")]  # fmt: skip
+    text = render_markdown(cells, header={"run_id": "r<1>", "started_at": "t"})
+    assert "<script>" not in text and "<img" not in text and "\x1b" not in text
+    assert "&lt;script&gt;" in text and "a\\|b &lt;img src=x&gt; \\`c\\`" in text
+    assert "- run: r&lt;1&gt;" in text
+    # Every table row has exactly as many unescaped pipes as its header.
+    for block in re.findall(r"((?:^\|.*\n)+)", text, re.MULTILINE):
+        rows = block.strip("\n").split("\n")
+        widths = {len(re.findall(r"(?<!\\)\|", row)) for row in rows}
+        assert len(widths) == 1, rows
+
+
+def test_markdown_report_sections():
+    text = render_markdown(lab_cells())
+    assert text.startswith("# farm report")
+    assert "## Pixel 7 · Google GS201 · p7 · profile pixel\\_7 (simulated)" in text
+    assert (
+        "| mobilenet | gpu | 1 | 5.00 ± 0.05 | 100 | GPU 29/31 nodes, 3 partitions | 4.00× | ok |"
+        in text
+    )
+    assert "## Best configuration per device" in text
+    assert "## Cells without a number" in text
+    assert "*(simulated)*" in text
+    assert render_markdown([]).endswith("No results.\n")
+
+
+def test_text_helpers():
+    assert safe_text("a\tb\nc\x00d\u200be") == "a b c\\x00d\\u200be"
+    assert safe_text(None) == ""
+    assert md_text("x|y*z_[a]<b>&") == "x\\|y\\*z\\_\\[a\\]&lt;b&gt;&amp;"
+    assert csv_text("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert csv_text("-1.5") == "-1.5" and csv_text(3) == 3
+
+
+def test_write_outputs(tmp_path: Path):
+    run = tmp_path / "run"
+    run.mkdir()
+    header = schema.header(plan={}, run_id="20260101-000000-abc")
+    (run / "results.jsonl").write_text(json.dumps(header) + "\n")
+    cells = lab_cells() + [line(HOSTILE, "cpu", 1, avg_us=1000, std_us=1)]
+    paths = write_outputs(run, cells)
+    assert sorted(p.name for p in paths.values()) == ["report.md", "results.csv", "results.json"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "report.md", "results.csv", "results.json", "results.jsonl"]  # fmt: skip
+    report = (run / "report.md").read_text()
+    assert "- run: 20260101-000000-abc" in report  # header read from results.jsonl
+
+    def strict(name: str) -> None:
+        raise ValueError(name)
+
+    data = json.loads((run / "results.json").read_text(), parse_constant=strict)
+    assert data["schema_version"] == schema.SCHEMA_VERSION
+    assert len(data["cells"]) == len(cells)
+    gpu = next(s for s in data["summary"] if s["serial"] == "p7" and s["delegate"] == "gpu")
+    assert gpu["latency_ms"] == 5.0 and gpu["runs"] == 100 and gpu["speedup"] == 4.0
+    failed = next(s for s in data["summary"] if s["status"] == "failed")
+    assert failed["latency_ms"] is None and failed["runs"] is None
+    assert {(b["serial"], b["delegate"]) for b in data["best"]} >= {("p7", "gpu")}
+
+    rows = list(csv.DictReader(io.StringIO((run / "results.csv").read_text())))
+    assert len(rows) == len(cells)
+    assert rows[0]["latency_ms"] == "20.0" and rows[0]["delegate"] == "cpu"
+    evil = rows[-1]
+    assert "\x1b" not in evil["soc"] and evil["device"].startswith("[bold red]")
+
+
+def test_write_outputs_with_nothing(tmp_path: Path):
+    write_outputs(tmp_path, [])
+    assert "No results." in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["cells"] == []
