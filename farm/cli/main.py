@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "farm.cli.lab",
     "farm.cli.devices",
     "farm.cli.binaries",
+    "farm.cli.run",
+    "farm.cli.demo",
 )
 
 

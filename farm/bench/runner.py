@@ -1,0 +1,594 @@
+"""The runner: benchmark cells on devices in parallel, strictly one cell at a time per device.
+
+Each device gets a worker thread. A worker deploys the binary and models, then for each cell
+launches `benchmark_model` detached on the device (output to a log file there, pid recorded),
+polls it with the per-run deadline, kills it by pid at the deadline, pulls and parses the log
+and appends the cell line to the journal at once. Workers never draw: they send `Event`s that
+the main thread turns into a rich progress display, one line per device.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from farm.errors import (
+    AdbServerError,
+    DeviceError,
+    DeviceStorageFull,
+    DeviceTimeout,
+    DeviceUnavailable,
+    FarmError,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Faults worth waiting out: the device or the adb server may come back.
+TRANSIENT = (DeviceUnavailable, DeviceTimeout, AdbServerError)
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """Deadlines and pacing of a run."""
+
+    run_deadline_s: float = 300.0  # one benchmark invocation on the device
+    grace_s: float = 60.0  # how long a device may stay unreachable before it counts as lost
+    command_timeout_s: float = 30.0  # one short shell command
+    transfer_timeout_s: float = 600.0  # one push or pull
+    poll_s: float = 0.2  # first poll interval; grows to poll_max_s
+    poll_max_s: float = 2.0
+    kill_wait_s: float = 2.0  # between SIGTERM and SIGKILL
+
+
+@dataclass
+class DeviceJob:
+    """The cells one device has to run, in order."""
+
+    info: Any  # farm.android.info.DeviceInfo
+    cells: list[Any]  # farm.bench.plan.Cell
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a worker tells the main thread: a status text, a finished cell, or its own end."""
+
+    serial: str
+    kind: str  # "status" | "cell" | "finished"
+    text: str = ""
+    status: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What a run produced: counts per status, bytes pushed, and whether it was interrupted."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    bytes_pushed: int = 0
+    interrupted: bool = False
+    cells: list[dict[str, Any]] = field(default_factory=list)
+
+
+class DeviceLost(Exception):
+    """A device stayed unreachable for longer than the grace period."""
+
+
+class Interrupted(Exception):
+    """The run is being stopped (Ctrl-C / SIGTERM)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of `text` (serials, delegate labels)."""
+    return _UNSAFE.sub("_", text).strip("_") or "_"
+
+
+def log_name(cell: Any) -> str:
+    """The log file name of a cell, the same on the device and in the run folder."""
+    return (
+        f"{safe_name(cell.model)}-{cell.model_sha256[:12]}-{safe_name(cell.delegate)}"
+        f"-t{cell.threads}-r{cell.repeat}.log"
+    )
+
+
+class Runner:
+    """Runs device jobs in parallel and journals every finished cell."""
+
+    def __init__(
+        self,
+        jobs: list[DeviceJob],
+        *,
+        config: Any,
+        journal: Any,
+        run_dir: Path,
+        run_id: str,
+        options: RunnerOptions | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.jobs = jobs
+        self.config = config
+        self.journal = journal
+        self.run_dir = Path(run_dir)
+        self.run_id = run_id
+        self.options = options or RunnerOptions()
+        self.progress = progress
+        self.stop_event = threading.Event()
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.outcome = RunOutcome()
+        self._lock = threading.Lock()
+
+    # -- called from workers -------------------------------------------------------------------
+
+    def record(self, line: dict[str, Any]) -> None:
+        """Append one cell line to the journal (flushed) and count it."""
+        with self._lock:
+            self.journal.append(line)
+            self.outcome.counts[line["status"]] += 1
+            self.outcome.cells.append(line)
+        self.events.put(Event(line["serial"], "cell", status=line["status"]))
+
+    def add_pushed(self, n: int) -> None:
+        with self._lock:
+            self.outcome.bytes_pushed += n
+
+    # -- called from the main thread -----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask every worker to stop its device process and end; finished cells are kept."""
+        self.stop_event.set()
+
+    def run(self) -> RunOutcome:
+        """Run every job to its end (or until stopped) and return what happened."""
+        workers = [_DeviceWorker(self, job) for job in self.jobs if job.cells]
+        for w in workers:
+            w.start()
+        display = _Display(self.jobs, enabled=self.progress)
+        with display:
+            alive = len(workers)
+            while alive:
+                try:
+                    try:
+                        event = self.events.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    if event.kind == "finished":
+                        alive -= 1
+                    display.update(event)
+                except KeyboardInterrupt:
+                    self.outcome.interrupted = True
+                    self.stop()
+                    display.note("stopping: killing benchmark processes on the devices…")
+        for w in workers:
+            w.join()
+        while not self.events.empty():
+            display.update(self.events.get_nowait())
+        return self.outcome
+
+
+class _Display:
+    """rich progress, one line per device, drawn only by the main thread."""
+
+    def __init__(self, jobs: list[DeviceJob], *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.jobs = jobs
+        self._tasks: dict[str, Any] = {}
+        self._progress: Any = None
+
+    def __enter__(self) -> _Display:
+        if not self.enabled:
+            return self
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self._progress = Progress(
+            TextColumn("{task.fields[label]}", markup=False),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}", markup=False),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._progress.__enter__()
+        for job in self.jobs:
+            info = job.info
+            label = f"{info.serial} {info.model}"[:40].ljust(40)
+            self._tasks[info.serial] = self._progress.add_task(
+                "", total=len(job.cells), label=label, status="waiting"
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+
+    def update(self, event: Event) -> None:
+        task = self._tasks.get(event.serial)
+        if self._progress is None or task is None:
+            return
+        if event.kind == "cell":
+            self._progress.update(task, advance=1)
+        elif event.kind == "status":
+            self._progress.update(task, status=event.text[:60])
+        elif event.kind == "finished":
+            self._progress.update(task, status=event.text or "done")
+
+    def note(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False)
+
+
+class _DeviceWorker(threading.Thread):
+    """Runs one device's cells in order; every outcome becomes a cell line, never an exception."""
+
+    def __init__(self, runner: Runner, job: DeviceJob) -> None:
+        super().__init__(name=f"farm-{job.info.serial}", daemon=True)
+        self.runner = runner
+        self.job = job
+        self.info = job.info
+        self.serial = job.info.serial
+        self.opt = runner.options
+        self.log = logging.LoggerAdapter(log, {"serial": self.serial})
+        self.device: Any = None
+        self.binary: Any = None  # BinaryChoice
+        self.models: dict[str, str] = {}  # model sha256 -> remote path
+        self.pending: list[Any] = list(job.cells)
+        self.final_text = "done"
+
+    def status(self, text: str) -> None:
+        self.runner.events.put(Event(self.serial, "status", text))
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Interrupted:
+            self.final_text = "stopped"
+        except DeviceLost as exc:
+            self._close_remaining("device_lost", str(exc))
+            self.final_text = "device lost"
+        except Exception as exc:  # a bug on our side must not stop the other devices
+            self.log.exception("[%s] worker failed", self.serial)
+            self._close_remaining("error", f"internal error: {type(exc).__name__}: {exc}")
+            self.final_text = "error"
+        finally:
+            self.runner.events.put(Event(self.serial, "finished", self.final_text))
+
+    def _run(self) -> None:
+        from farm.android.discovery import device_for
+
+        self.device = device_for(self.info)
+        if not self._deploy_binary():
+            return
+        while self.pending:
+            if self.runner.stop_event.is_set():
+                raise Interrupted
+            cell = self.pending[0]
+            line = self._run_cell(cell)
+            self.pending.pop(0)
+            self.runner.record(line)
+
+    # -- deploy --------------------------------------------------------------------------------
+
+    def _deploy_binary(self) -> bool:
+        """Put the benchmark binary in place; False when the device cannot have one."""
+        from farm.bench.binaries import Unsupported, binary_for
+
+        self.status("deploying benchmark binary")
+        try:
+            choice = self._retry(
+                "binary deploy",
+                lambda: binary_for(self.device, binaries=dict(self.runner.config.binaries)),
+            )
+        except FarmError as exc:
+            self._close_remaining("error", f"binary deploy failed: {exc}")
+            self.final_text = "error"
+            return False
+        if isinstance(choice, Unsupported):
+            self._close_remaining("unsupported", str(choice))
+            self.final_text = "unsupported"
+            return False
+        self.binary = choice
+        self.runner.add_pushed(int(getattr(choice, "pushed_bytes", 0) or 0))
+        return True
+
+    def _model_path(self, cell: Any) -> str:
+        from farm.bench.deploy import ensure_model
+
+        remote = self.models.get(cell.model_sha256)
+        if remote is None:
+            self.status(f"pushing {cell.model}")
+            result = self._retry(
+                "model push",
+                lambda: ensure_model(self.device, Path(cell.model_path), cell.model_sha256),
+            )
+            remote, pushed = _remote_and_bytes(result)
+            self.runner.add_pushed(pushed)
+            self.models[cell.model_sha256] = remote
+        return remote
+
+    # -- one cell ------------------------------------------------------------------------------
+
+    def _run_cell(self, cell: Any) -> dict[str, Any]:
+        from farm.android import paths
+        from farm.android.adb import join_command, sh_quote
+        from farm.bench.flags import benchmark_args
+
+        started_at = _now()
+        t0 = time.monotonic()
+        base = dict(cell=cell, info=self.info, started_at=started_at)
+        try:
+            remote_model = self._model_path(cell)
+        except DeviceStorageFull as exc:
+            return self._line(**base, status="error", reason=str(exc), t0=t0)
+        args = benchmark_args(
+            cell.spec, threads=cell.threads, graph=remote_model, config=self.runner.config
+        )
+        command = join_command([self.binary.remote_path, *args])
+        name = log_name(cell)
+        remote_log = paths.log_path(f"{self.runner.run_id}-{name}")
+        q_log = sh_quote(remote_log)
+        launch = (
+            f"mkdir -p {sh_quote(paths.LOGS)} && cd {sh_quote(paths.ROOT)} && rm -f {q_log} && "
+            f"nohup {command} </dev/null >{q_log} 2>&1 & echo $!"
+        )
+        self.status(f"{cell.model} {cell.delegate} t{cell.threads} r{cell.repeat}")
+        result = self._retry("launch", lambda: self._shell(launch))
+        pid = _pid(result.output)
+        if pid is None:
+            return self._line(
+                **base,
+                status="error",
+                reason=f"launch printed no pid: {result.output.strip()[-200:]!r}",
+                command=command,
+                t0=t0,
+            )
+        self.log.debug("[%s] launched pid %s: %s", self.serial, pid, command)
+        timed_out = self._wait(pid, t0)
+        local_log = self.runner.run_dir / "logs" / safe_name(self.serial) / name
+        rel_log = local_log.relative_to(self.runner.run_dir).as_posix()
+        have_log = self._pull_log(remote_log, local_log)
+        if timed_out:
+            return self._line(
+                **base,
+                status="timeout",
+                reason=f"still running after the {self.opt.run_deadline_s:g} s deadline; killed",
+                command=command,
+                log=rel_log if have_log else None,
+                parsed=_parse(local_log) if have_log else None,
+                t0=t0,
+            )
+        if not have_log:
+            return self._line(
+                **base, status="error", reason="no log on the device", command=command, t0=t0
+            )
+        parsed = _parse(local_log)
+        if parsed is None:
+            tail = _tail(local_log)
+            return self._line(
+                **base,
+                status="error",
+                reason="benchmark printed nothing recognisable" + (f": {tail}" if tail else ""),
+                command=command,
+                log=rel_log,
+                t0=t0,
+            )
+        if getattr(parsed, "status", "ok") != "ok":
+            return self._line(
+                **base,
+                status="failed",
+                reason=_failure_reason(parsed),
+                command=command,
+                log=rel_log,
+                parsed=parsed,
+                t0=t0,
+            )
+        return self._line(
+            **base, status="ok", command=command, log=rel_log, parsed=parsed, reason=None, t0=t0
+        )
+
+    def _wait(self, pid: int, t0: float) -> bool:
+        """Poll until the process ends; kill it at the deadline. True when it timed out."""
+        deadline = t0 + self.opt.run_deadline_s
+        interval = self.opt.poll_s
+        probe = f"kill -0 {pid} 2>/dev/null && echo running || echo ended"
+        while True:
+            if self.runner.stop_event.is_set():
+                self._kill(pid)
+                raise Interrupted
+            if time.monotonic() >= deadline:
+                self._kill(pid)
+                return True
+            try:
+                out = self._retry("poll", lambda: self._shell(probe)).output
+            except Interrupted:
+                self._kill(pid)
+                raise
+            if "ended" in out:
+                return False
+            wait = min(interval, max(0.0, deadline - time.monotonic()))
+            if self.runner.stop_event.wait(wait):
+                continue
+            interval = min(interval * 1.5, self.opt.poll_max_s)
+
+    def _kill(self, pid: int) -> None:
+        """SIGTERM the device process, then SIGKILL if it is still there; best effort."""
+        steps = max(1, int(self.opt.kill_wait_s / 0.2))
+        script = (
+            f"kill -TERM {pid} 2>/dev/null; i=0; "
+            f"while [ $i -lt {steps} ] && kill -0 {pid} 2>/dev/null; "
+            "do sleep 0.2; i=$((i+1)); done; "
+            f"kill -0 {pid} 2>/dev/null && kill -KILL {pid} 2>/dev/null; echo killed"
+        )
+        try:
+            self._shell(script, timeout=self.opt.command_timeout_s + self.opt.kill_wait_s)
+        except DeviceError as exc:
+            self.log.warning("[%s] could not kill pid %s: %s", self.serial, pid, exc)
+
+    def _pull_log(self, remote: str, local: Path) -> bool:
+        """Pull the device log into the run folder; False when there is none."""
+        st = self._retry("stat log", lambda: self.device.stat(remote))
+        if st is None:
+            return False
+        local.parent.mkdir(parents=True, exist_ok=True)
+        self._retry(
+            "pull log",
+            lambda: self.device.pull(remote, str(local), timeout=self.opt.transfer_timeout_s),
+        )
+        return local.is_file()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _shell(self, cmd: str, *, timeout: float | None = None) -> Any:
+        return self.device.shell(cmd, timeout=timeout or self.opt.command_timeout_s)
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        """Call fn, waiting out transient faults with backoff up to the grace period."""
+        first_failure: float | None = None
+        delay = 0.5
+        while True:
+            if self.runner.stop_event.is_set():
+                raise Interrupted
+            try:
+                return fn()
+            except TRANSIENT as exc:
+                now = time.monotonic()
+                first_failure = first_failure or now
+                if now - first_failure >= self.opt.grace_s:
+                    raise DeviceLost(
+                        f"unreachable for {now - first_failure:.0f} s during {what}: {exc}"
+                    ) from exc
+                self.log.info("[%s] %s: %s; retrying in %.1f s", self.serial, what, exc, delay)
+                self.status(f"unreachable, retrying ({what})")
+                if self.runner.stop_event.wait(delay):
+                    raise Interrupted from exc
+                delay = min(delay * 2, 8.0)
+
+    def _close_remaining(self, status: str, reason: str) -> None:
+        """Record every cell not yet run with one status (device lost, no binary, ...)."""
+        for cell in self.pending:
+            self.runner.record(
+                self._line(cell=cell, info=self.info, started_at=None, status=status, reason=reason)
+            )
+        self.pending = []
+
+    def _line(
+        self,
+        *,
+        cell: Any,
+        info: Any,
+        started_at: str | None,
+        status: str,
+        reason: str | None,
+        command: str | None = None,
+        log: str | None = None,
+        parsed: Any = None,
+        t0: float | None = None,
+    ) -> dict[str, Any]:
+        return cell_line(
+            cell,
+            info,
+            status=status,
+            reason=reason,
+            binary_sha256=getattr(self.binary, "sha256", None),
+            command=command,
+            log=log,
+            parsed=parsed,
+            started_at=started_at,
+            duration_s=None if t0 is None else round(time.monotonic() - t0, 3),
+        )
+
+
+def cell_line(
+    cell: Any,
+    info: Any,
+    *,
+    status: str,
+    reason: str | None,
+    binary_sha256: str | None = None,
+    command: str | None = None,
+    log: str | None = None,
+    parsed: Any = None,
+    started_at: str | None = None,
+    duration_s: float | None = None,
+) -> dict[str, Any]:
+    """The journal line of one cell (see farm.results.schema)."""
+    from farm.results import schema
+
+    metrics = parsed.to_dict() if parsed is not None else None
+    delegation = (metrics or {}).get("delegation")
+    return schema.cell_line(
+        cell=cell,
+        device=info,
+        status=status,
+        reason=reason,
+        binary_sha256=binary_sha256,
+        metrics=metrics,
+        delegation=delegation,
+        command=command,
+        log=log,
+        started_at=started_at,
+        duration_s=duration_s,
+        simulated=bool((metrics or {}).get("simulated", False)),
+    )
+
+
+def unsupported_lines(pairs: Iterable[tuple[Any, str]], devices: dict[str, Any]) -> list[dict]:
+    """Cell lines for the plan's unsupported cells."""
+    return [
+        cell_line(cell, devices[cell.serial], status="unsupported", reason=reason)
+        for cell, reason in pairs
+    ]
+
+
+def _pid(output: str) -> int | None:
+    for token in reversed(output.split()):
+        if token.isdigit():
+            return int(token)
+    return None
+
+
+def _remote_and_bytes(result: Any) -> tuple[str, int]:
+    """ensure_model's answer as (remote path, bytes pushed)."""
+    if isinstance(result, tuple):
+        return str(result[0]), int(result[1])
+    if isinstance(result, str):
+        return result, 0
+    return str(result.remote_path), int(getattr(result, "pushed_bytes", 0) or 0)
+
+
+def _parse(path: Path) -> Any:
+    """The last benchmark invocation found in a log, or None."""
+    from farm.bench.parse import parse_file
+
+    results = parse_file(path)
+    return results[-1] if results else None
+
+
+def _failure_reason(parsed: Any) -> str:
+    data = parsed.to_dict()
+    kind = data.get("failure_kind") or "failed"
+    errors = [e for e in (data.get("errors") or []) if e]
+    return f"{kind}: {errors[0]}" if errors else str(kind)
+
+
+def _tail(path: Path, n: int = 200) -> str:
+    try:
+        text = path.read_bytes()[-n:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return " ".join(text.split())

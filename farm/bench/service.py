@@ -1,0 +1,208 @@
+"""The `run` service: config → discovery → models → plan → deploy and run → run folder → report."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import secrets
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from farm.errors import ConfigError, InputError, NoDeviceError
+
+log = logging.getLogger(__name__)
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class RunResult:
+    """What `farm run` produced."""
+
+    run_dir: Path
+    counts: Counter[str]
+    bytes_pushed: int
+    exit_code: int
+    interrupted: bool = False
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def expand_models(patterns: list[str]) -> list[Path]:
+    """Model paths from paths and globs, in order, without duplicates."""
+    out: list[Path] = []
+    for pattern in patterns:
+        if _GLOB_CHARS & set(pattern):
+            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True))
+            if not found:
+                raise InputError(f"{pattern}: no model file matches")
+        else:
+            found = [Path(pattern).expanduser()]
+        out.extend(p for p in found if p not in out)
+    if not out:
+        raise ConfigError("no models given (set `models:` in farm.yaml or pass --model)")
+    return out
+
+
+def load_models(patterns: list[str]) -> list[Any]:
+    """Expand, validate and hash the models: a list of plan ModelRef."""
+    from farm.bench.plan import ModelRef
+    from farm.models import validate_model
+
+    refs = []
+    for path in expand_models(patterns):
+        validate_model(path)
+        refs.append(ModelRef.from_path(path))
+    return refs
+
+
+def select_devices(devices: list[Any], config: Any) -> list[Any]:
+    """The online devices the config's selection matches."""
+    return [d for d in devices if d.online and config.devices.matches(d)]
+
+
+def new_run_dir(output: str | Path) -> tuple[str, Path]:
+    """A fresh run id and its folder under `output`."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_id = f"{stamp}-{secrets.token_hex(3)}"
+    return run_id, Path(output) / run_id
+
+
+def run(
+    config_path: Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    resume: Path | None = None,
+    progress: bool = True,
+    grace_s: float = 60.0,
+    warn: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run a benchmark matrix (or the missing cells of `resume`) and write the run folder."""
+    from farm.android.discovery import discover
+    from farm.bench.plan import make_plan
+    from farm.bench.runner import DeviceJob, Runner, RunnerOptions, unsupported_lines
+    from farm.config import Config, load_config
+    from farm.results import schema
+    from farm.results.journal import Journal, load_run
+
+    warn = warn or (lambda text: log.warning("%s", text))
+    done_keys: set[str] = set()
+    if resume is not None:
+        resume = Path(resume)
+        if resume.is_file():
+            resume = resume.parent
+        previous = load_run(resume)
+        saved = previous.header.get("config")
+        if not isinstance(saved, dict):
+            raise InputError(f"{resume}: the run header holds no config to resume from")
+        config = Config.model_validate(saved)
+    else:
+        config = load_config(config_path, overrides=overrides or {})
+
+    models = load_models(list(config.models))
+    # The header keeps the resolved model paths so --resume works from any folder.
+    config = config.model_copy(update={"models": [str(m.path.resolve()) for m in models]})
+
+    found = discover(list(config.adb_servers))
+    warnings = list(found.warnings)
+    for text in warnings:
+        warn(text)
+    devices = select_devices(found.devices, config)
+    if not devices:
+        seen = ", ".join(f"{d.serial} ({d.state})" for d in found.devices) or "none"
+        raise NoDeviceError(
+            f"no online device matches {config.devices.describe()} on "
+            f"{', '.join(config.adb_servers)} (devices seen: {seen})"
+        )
+
+    plan = make_plan(devices, models, config)
+    by_serial = {d.serial: d for d in devices}
+
+    if resume is not None:
+        journal, done_keys = Journal.open_resume(resume)
+        run_dir = resume
+        run_id = resume.name
+    else:
+        run_id, run_dir = new_run_dir(config.output)
+        header = schema.header(
+            plan=plan.to_dict(),
+            config=config.model_dump(mode="json"),
+            run_id=run_id,
+        )
+        journal = Journal.create(run_dir, header)
+
+    pending = [(c, r) for c, r in plan.unsupported if c.key not in done_keys]
+    for line in unsupported_lines(pending, by_serial):
+        journal.append(line)
+    jobs = [
+        DeviceJob(info=d, cells=[c for c in plan.cells_for(d.serial) if c.key not in done_keys])
+        for d in devices
+    ]
+    runner = Runner(
+        jobs,
+        config=config,
+        journal=journal,
+        run_dir=run_dir,
+        run_id=run_id,
+        options=RunnerOptions(run_deadline_s=float(config.run_deadline_s), grace_s=grace_s),
+        progress=progress,
+    )
+    with _sigterm_as_interrupt():
+        outcome = runner.run()
+
+    counts = Counter({s: 0 for s in schema.STATUSES})
+    data = load_run(run_dir)
+    for cell in data.cells:
+        counts[cell["status"]] += 1
+    summary = schema.summary(
+        counts=dict(counts),
+        bytes_pushed=outcome.bytes_pushed,
+        interrupted=outcome.interrupted,
+        missing=_missing(plan, data.cells),
+    )
+    journal.finish(summary)
+
+    from farm.report import write_outputs
+
+    write_outputs(run_dir, data.cells)
+    exit_code = 130 if outcome.interrupted else schema.exit_code_for(counts)
+    return RunResult(
+        run_dir=run_dir,
+        counts=counts,
+        bytes_pushed=outcome.bytes_pushed,
+        exit_code=exit_code,
+        interrupted=outcome.interrupted,
+        cells=data.cells,
+        warnings=warnings + list(data.warnings),
+    )
+
+
+def _missing(plan: Any, cells: list[dict[str, Any]]) -> int:
+    """Planned cells with no line in the journal (a stopped run)."""
+    done = {c.get("key") for c in cells}
+    planned = [c.key for c in plan.all_cells()]
+    return sum(1 for k in planned if k not in done)
+
+
+class _sigterm_as_interrupt:
+    """Inside the block, SIGTERM stops the run like Ctrl-C (main thread only)."""
+
+    def __enter__(self) -> None:
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

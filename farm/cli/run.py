@@ -1,0 +1,112 @@
+"""`farm run`: benchmark models on every selected device and write a run folder and report."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `farm run` to the app."""
+    app.command("run")(run_command)
+
+
+def run_command(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="farm.yaml to use (default: ./farm.yaml if present)."),
+    ] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Model path or glob (repeatable).")
+    ] = None,
+    delegate: Annotated[
+        str | None, typer.Option("--delegate", "-d", help="Delegates, e.g. cpu,gpu,nnapi.")
+    ] = None,
+    threads: Annotated[str | None, typer.Option("--threads", "-t", help="e.g. 1,2,4.")] = None,
+    repeats: Annotated[int | None, typer.Option("--repeats", help="Repeats per cell.")] = None,
+    serial: Annotated[
+        list[str] | None, typer.Option("--serial", "-s", help="Device serial (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for run folders.")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Run only the missing cells of this run folder."),
+    ] = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            "--grace", min=0.0, help="Seconds to wait for an unreachable device before giving up."
+        ),
+    ] = 60.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the outcome as JSON instead of the report.")
+    ] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show per-device progress.")
+    ] = True,
+) -> None:
+    """Benchmark models × delegates × threads on every selected device."""
+    from farm.bench.service import run
+    from farm.config import DEFAULT_CONFIG_NAME
+
+    if resume is not None and (config or model or delegate or threads or repeats or serial):
+        from farm.errors import ConfigError
+
+        raise ConfigError("--resume takes no other matrix options: it reuses the run's own config")
+    if config is None and resume is None and Path(DEFAULT_CONFIG_NAME).is_file():
+        config = Path(DEFAULT_CONFIG_NAME)
+    overrides: dict[str, Any] = {
+        "model": model or None,
+        "delegate": delegate,
+        "threads": threads,
+        "repeats": repeats,
+        "serial": serial or None,
+        "out": str(out) if out else None,
+    }
+    result = run(
+        config,
+        overrides=overrides,
+        resume=resume,
+        progress=progress and not as_json and sys.stderr.isatty(),
+        grace_s=grace,
+        warn=lambda text: typer.echo(f"farm: warning: {text}", err=True),
+    )
+    if as_json:
+        typer.echo(json.dumps(outcome_dict(result), indent=2))
+    else:
+        show_result(result)
+    raise typer.Exit(result.exit_code)
+
+
+def outcome_dict(result: Any) -> dict[str, Any]:
+    """The JSON form of a run's outcome."""
+    return {
+        "run_dir": str(result.run_dir),
+        "exit_code": result.exit_code,
+        "interrupted": result.interrupted,
+        "counts": dict(result.counts),
+        "bytes_pushed": result.bytes_pushed,
+        "cells": len(result.cells),
+    }
+
+
+def show_result(result: Any) -> None:
+    """Print the report and a one-line outcome."""
+    from rich.console import Console
+
+    from farm.report.console import print_report
+
+    console = Console()
+    print_report(result.cells, console=console)
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v) or "no cells"
+    state = " (interrupted)" if result.interrupted else ""
+    console.print(
+        f"run folder: {result.run_dir}  cells: {counts}  bytes pushed: {result.bytes_pushed}"
+        f"{state}",
+        markup=False,
+        highlight=False,
+    )
