@@ -330,3 +330,13 @@ def test_unknown_key_line_is_exact(position: int, blank_lines: int, bad: str):
 def test_apply_overrides_keeps_an_untouched_config():
     config = Config()
     assert apply_overrides(config, {}) is config
+
+
+def test_readme_example_loads(tmp_path: Path):
+    import re
+
+    readme = (EXAMPLE.parent / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Configuration \(farm.yaml\).*?```yaml\n(.*?)```", readme, re.DOTALL)
+    assert block is not None
+    config = load_config(write(tmp_path, block.group(1)))
+    assert [d.label for d in config.delegates] == ["cpu", "gpu", "nnapi", "external:qnn"]
