@@ -1,0 +1,150 @@
+"""`farm devices` and discovery through the real adb server, with and without virtual phones."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from farm.android.discovery import discover
+from farm.profiles import all_profiles, get_profile
+from farm.sim.testing import AdbServer, bundled_adb, free_port
+
+pytestmark = pytest.mark.lab
+
+WANTED = ("pixel_7", "galaxy_s23", "galaxy_a54", "emulator_x86_64")
+
+
+def known_profiles() -> list[str]:
+    return [name for name in WANTED if name in all_profiles()]
+
+
+def farm_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "farm.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
+    )
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_unreachable_server_is_one_warning_and_starts_nothing() -> None:
+    port = free_port()
+    found = discover([f"127.0.0.1:{port}"])
+    assert found.devices == []
+    assert found.warnings == [f"adb server 127.0.0.1:{port} unreachable (nothing listens there)"]
+    result = farm_cli("devices", "--server", f"127.0.0.1:{port}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "no devices"
+    assert result.stderr.strip().splitlines() == [
+        f"farm: warning: adb server 127.0.0.1:{port} unreachable (nothing listens there)"
+    ]
+    assert not listening(port)  # adbutils would have run `adb start-server`; we must not
+
+
+def test_env_port_convention_and_bad_server(adb_server: AdbServer) -> None:
+    result = farm_cli("devices", "--json", env={"ANDROID_ADB_SERVER_PORT": str(adb_server.port)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"devices": [], "warnings": []}
+    bad = farm_cli("devices", "--server", "localhost:http")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [
+        "farm: error: --server: bad port in adb server address 'localhost:http'"
+    ]
+
+
+def test_discovery_reads_each_phone(adb_server: AdbServer, start_lab) -> None:
+    names = known_profiles()
+    lab = start_lab(names)
+    found = discover([f"{adb_server.host}:{adb_server.port}"])
+    assert found.warnings == []
+    by_serial = {d.serial: d for d in found.devices}
+    assert sorted(by_serial) == sorted(p.serial for p in lab.phones)
+    for phone in lab.phones:
+        info = by_serial[phone.serial]
+        profile = get_profile(phone.profile)
+        props = profile.props
+        assert info.state == "device" and info.online
+        assert info.server == f"127.0.0.1:{adb_server.port}"
+        assert info.profile == phone.profile
+        assert info.model == props["ro.product.model"]
+        assert info.manufacturer == props.get("ro.product.manufacturer", "")
+        assert info.sdk == int(props["ro.build.version.sdk"])
+        assert info.release == props.get("ro.build.version.release", "")
+        assert list(info.abis) == profile.abis
+        assert info.emulator == profile.emulator
+        assert info.fingerprint == props.get("ro.build.fingerprint", "")
+        if props.get("ro.soc.model"):
+            assert props["ro.soc.model"] in info.soc
+        # The handle carries the properties discovery read: no second getprop.
+        assert found.device(info).getprops() == info.props
+
+    result = farm_cli("devices", "--json", "--server", f"127.0.0.1:{adb_server.port}")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)["devices"]
+    assert sorted(d["serial"] for d in listed) == sorted(by_serial)
+    assert {d["profile"] for d in listed} == set(names)
+    table = farm_cli("devices", "--server", f"127.0.0.1:{adb_server.port}")
+    assert table.returncode == 0
+    header, *rows = table.stdout.strip().splitlines()
+    assert header.split() == "SERIAL STATE SERVER MODEL SOC SDK ABIS PROFILE EMU".split()
+    assert len(rows) == len(names)
+    pixel = next(r for r in rows if "pixel_7" in r)
+    assert "Pixel 7" in pixel and "arm64-v8a" in pixel and "34 (14)" in pixel
+
+
+def test_offline_and_unauthorized_are_listed(adb_server: AdbServer, start_lab) -> None:
+    lab = start_lab(["pixel_7", "pixel_7"], faults={1: [("unauthorized", {})]})
+    ok, locked = lab.phones
+    lab.fault(ok.serial, "offline", seconds=30)
+    lab.wait_state(ok.serial, "offline", timeout=20)
+    found = discover([f"127.0.0.1:{adb_server.port}"])
+    states = {d.serial: d.state for d in found.devices}
+    assert states == {ok.serial: "offline", locked.serial: "unauthorized"}
+    for d in found.devices:
+        assert (d.profile, d.abis, d.sdk, d.online) == (None, (), None, False)
+    assert found.warnings == []
+
+
+@pytest.fixture
+def second_server() -> Iterator[AdbServer]:
+    server = AdbServer(bundled_adb()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_two_servers_tag_their_devices(
+    adb_server: AdbServer, second_server: AdbServer, start_lab, tmp_path
+) -> None:
+    from tests.lab.conftest import lab_starter
+
+    first = start_lab(["pixel_7"])
+    start_second, labs = lab_starter(second_server, tmp_path / "second")
+    try:
+        second = start_second(["pixel_7", "pixel_7"])
+        servers = [f"127.0.0.1:{adb_server.port}", f"127.0.0.1:{second_server.port}"]
+        found = discover([*servers, servers[0]])  # a repeated server counts once
+        got = sorted((d.server, d.serial) for d in found.devices)
+        expected = sorted(
+            [(servers[0], p.serial) for p in first.phones]
+            + [(servers[1], p.serial) for p in second.phones]
+        )
+        assert got == expected
+        assert all(d.online and d.profile == "pixel_7" for d in found.devices)
+    finally:
+        for lab in labs:
+            lab.down()
