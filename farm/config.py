@@ -30,6 +30,7 @@ DELEGATE_KINDS = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "external")
 KNOWN_ABIS = ("arm64-v8a", "armeabi-v7a", "x86_64", "x86")
 # A config is a few hundred bytes; refuse what clearly is not one (/dev/zero, a model file).
 MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 100_000
 
 _OPTIONS_BY_KIND: dict[str, tuple[str, ...]] = {
     "cpu": ("xnnpack",),
@@ -439,29 +440,41 @@ def _parse_yaml(text: str, where: str) -> tuple[yaml.Node | None, dict[str, Any]
         raise ConfigError(f"{where}{line}: YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: YAML error: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to be a farm config") from None
+    if root is not None:
+        _check_duplicate_keys(root, where)
     if data is None:
         return root, {}
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
         line = root.start_mark.line + 1 if root is not None else 1
         raise ConfigError(f"{where}:{line}: the config must be a mapping of keys (models:, ...)")
-    _check_duplicate_keys(root, where)
     return root, data
 
 
-def _check_duplicate_keys(node: yaml.Node, where: str) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise ConfigError(
-                        f"{where}:{key.start_mark.line + 1}: key {key.value!r} appears twice"
-                    )
-                seen.add(key.value)
-            _check_duplicate_keys(value, where)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicate_keys(item, where)
+def _check_duplicate_keys(root: yaml.Node, where: str) -> None:
+    """Refuse a key given twice in one mapping, and alias bombs (a node budget)."""
+    budget = MAX_CONFIG_NODES
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ConfigError(
+                f"{where}: too many values (over {MAX_CONFIG_NODES}, aliases counted)"
+            )
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise ConfigError(
+                            f"{where}:{key.start_mark.line + 1}: key {key.value!r} appears twice"
+                        )
+                    seen.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def _first_error(exc: ValidationError, root: yaml.Node | None, where: str) -> str:

@@ -340,3 +340,14 @@ def test_readme_example_loads(tmp_path: Path):
     assert block is not None
     config = load_config(write(tmp_path, block.group(1)))
     assert [d.label for d in config.delegates] == ["cpu", "gpu", "nnapi", "external:qnn"]
+
+
+def test_alias_bombs_and_deep_nesting_are_refused(tmp_path: Path):
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        prev, name = chr(96 + i), chr(97 + i)
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 10)}]")
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    assert error_of(path) == f"{path}: too many values (over 100000, aliases counted)"
+    path = write(tmp_path, "models: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert error_of(path) == f"{path}: nested too deeply to be a farm config"
