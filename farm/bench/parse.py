@@ -616,7 +616,7 @@ def _parse_stats(text: str) -> RunStats | None:
                 setattr(stats, name, stats.curr)
         if stats.std is None:
             stats.std = 0
-        if stats.median is None and all_same:
+        if stats.median is None:
             stats.median = stats.p5 = stats.p95 = stats.curr
     return stats
 

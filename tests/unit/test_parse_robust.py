@@ -1,0 +1,200 @@
+"""The parser never raises: empty, binary, cut, odd line ends, huge lines; files read streaming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import farm.bench.parse as parse_mod
+from farm.bench.parse import MAX_LINE, parse_file, parse_lines, parse_text
+from farm.errors import InputError
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+LOG_001 = CORPUS / "001_linux_arm64_qrb2210_cpu_xnnpack_default.log"
+LOG_004 = CORPUS / "004_imx8mp_tf2.6_cpu_default_op_profiling.log"
+LOG_030 = CORPUS / "030_arm_sme2_android_litert_benchmark_model_kleidiai_use_profiler.log"
+
+
+def _dicts(results: list) -> list[dict]:
+    out = [r.to_dict() for r in results]
+    json.dumps(out, allow_nan=False)
+    return out
+
+
+@pytest.mark.parametrize("text", ["", "\n", "   \n\t\n", "\r\n\r\n", "\x00\x00", "=" * 80])
+def test_empty_and_blank_inputs_give_no_results(text: str) -> None:
+    assert parse_text(text) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=4000))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    _dicts(parse_text(data.decode("utf-8", errors="replace")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "STARTING!",
+                "INFO: count=3 first=1 curr=2 min=1 max=3 avg=2 std=1",
+                "count=",
+                "count=x curr=",
+                "Inference timings in us: Init: , First inference: x,,",
+                "Average inference timings in us: Warmup: 1e999, Init: nan",
+                "Memory footprint delta from the start of the tool (MB): init=inf overall=-nan",
+                "============================== Run Order ==============================",
+                "\t[node type]\t[first]\t[avg ms]\t[%]\t[cdf%]\t[mem KB]\t[times called]\t[Name]",
+                "\tCONV_2D\t1.0\t2.0\t3%\t4%\t0\t1\tname",
+                "\tCONV_2D\t1.0\t2.0",
+                "Explicitly applied GPU delegate, and the model graph will be partially",
+                "Replacing 5 out of 0 node(s) with delegate (X) node, yielding 1 partitions.",
+                "ERROR: Failed to allocate tensors!",
+                "Benchmarking failed.",
+                "I/tflite  ( 1): Graph: [x]",
+                "INFO: [litert.h:1] ",
+                "========== BENCHMARK RESULTS ==========",
+                "Inference (avg): 1e5 ms (x runs)",
+                "",
+            ]
+        )
+        | st.text(max_size=60),
+        max_size=60,
+    )
+)
+def test_shuffled_fragments_never_raise(lines: list[str]) -> None:
+    for result in _dicts(parse_lines(lines)):
+        assert result["status"] in ("ok", "failed")
+
+
+def test_non_finite_numbers_become_null_in_json() -> None:
+    text = (
+        "count=10 first=1 curr=2 min=1 max=3 avg=nan std=1\n"
+        "Inference timings in us: Init: 5, First inference: 1, Warmup (avg): inf,"
+        " Inference (avg): nan\n"
+    )
+    (got,) = _dicts(parse_text(text))
+    assert (got["init_us"], got["warmup_avg_us"], got["inference_avg_us"]) == (5, None, None)
+
+
+@pytest.mark.parametrize("log", [LOG_004, LOG_030], ids=["old-tables", "litert-tables"])
+def test_cut_anywhere_in_a_table_never_raises(log: Path) -> None:
+    text = log.read_text(encoding="utf-8")
+    (full,) = parse_text(text)
+    summary_end = text.index("\n", text.index("count=", text.index("count=") + 1))
+    for cut in range(0, len(text), 41):
+        results = _dicts(parse_text(text[:cut]))
+        if cut > summary_end + 1 and results:
+            assert results[0]["inference_count"] == full.inference.count
+    # cut at every line: rows already printed are kept, none is invented
+    lines = text.splitlines()
+    for n in range(len(lines)):
+        results = parse_text("\n".join(lines[:n]))
+        if results and results[0].profile_regular is not None:
+            rows = results[0].profile_regular.run_order
+            assert rows == full.profile_regular.run_order[: len(rows)]
+
+
+def test_line_ends_do_not_matter(tmp_path: Path) -> None:
+    text = LOG_001.read_text(encoding="utf-8")
+    expected = _dicts(parse_text(text))
+    for eol in ("\r\n", "\r"):
+        path = tmp_path / "log.txt"
+        path.write_bytes(text.replace("\n", eol).encode())
+        assert _dicts(parse_file(path)) == expected
+        assert _dicts(parse_text(text.replace("\n", eol))) == expected
+
+
+def test_streaming_reader_across_chunk_boundaries(tmp_path: Path, monkeypatch) -> None:
+    text = (LOG_004.read_text(encoding="utf-8") + "\n") * 3
+    path = tmp_path / "log.txt"
+    path.write_bytes(text.replace("\n", "\r\n").encode())
+    expected = _dicts(parse_text(text))
+    assert len(expected) == 3
+    for chunk in (1, 2, 7, 4096):
+        monkeypatch.setattr(parse_mod, "_CHUNK", chunk)
+        assert _dicts(parse_file(path)) == expected
+
+
+def test_huge_line_is_cut_and_the_log_after_it_still_parses(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    with path.open("w", encoding="utf-8") as fh:
+        fh.write("x" * (3 * MAX_LINE + 5) + "\n")
+        fh.write(LOG_001.read_text(encoding="utf-8"))
+    (result,) = parse_file(path)
+    assert result.init_us == 87639 and result.status == "ok"
+
+
+def test_binary_file_gives_no_results(tmp_path: Path) -> None:
+    path = tmp_path / "model.tflite"
+    path.write_bytes(bytes(range(256)) * 64)
+    assert parse_file(path) == []
+
+
+def test_unreadable_input_raises_input_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.log"
+    with pytest.raises(InputError, match="nope.log"):
+        parse_file(missing)
+    with pytest.raises(InputError, match="is a directory"):
+        parse_file(tmp_path)
+
+
+def test_unknown_lines_between_tool_lines_are_ignored() -> None:
+    text = LOG_001.read_text(encoding="utf-8")
+    noisy = "\n".join(
+        f"{line}\nW [HandleLayoutInfer:257]Op {i}: vendor says hello\ntype 54 str SoftmaxAxis0"
+        for i, line in enumerate(text.splitlines())
+    )
+    assert _dicts(parse_text(noisy)) == _dicts(parse_text(text))
+
+
+def test_other_apps_logcat_lines_are_not_ours() -> None:
+    lines = [
+        "07-08 15:40:34.274  1000  1000 E ActivityManager: ANR in com.example (Killed)",
+        "07-08 15:40:34.274  6794  6794 I tflite  : STARTING!",
+        "07-08 15:40:34.275  6794  6794 I tflite  : count=1 curr=5",
+        "07-08 15:40:34.275  1000  1000 E SurfaceFlinger: Failed to invoke something",
+        "07-08 15:40:34.276  6794  6794 I tflite  : count=2 first=4 curr=6 min=4 max=6 avg=5 std=1",
+        "07-08 15:40:34.276  6794  6794 I tflite  : Inference timings in us: Init: 1,"
+        " First inference: 5, Warmup (avg): 5, Inference (avg): 5",
+    ]
+    (result,) = parse_text("\n".join(lines))
+    assert (result.status, result.errors, result.inference_avg_us) == ("ok", [], 5)
+
+
+SUMMARY = (
+    "Inference timings in us: Init: 1, First inference: 1, Warmup (avg): 1, Inference (avg): 2"
+)
+FAILURE_CASES = [
+    ("model_load_failed", "STARTING!|Graph: [m.tflite]|ERROR: Could not open 'm.tflite'.|"
+     "Failed to mmap model m.tflite|Benchmarking failed."),
+    ("allocation_failed", "INFO: STARTING!|INFO: Loaded model m.tflite|"
+     "ERROR: Failed to allocate tensors!|ERROR: Benchmarking failed."),
+    ("invoke_failed", "STARTING!|Loaded model m.tflite|Running benchmark for at least 1 iterations|"
+     "ERROR: Node number 3 (CONV_2D) failed to invoke.|Failed to invoke!|Benchmarking failed."),
+    ("invalid_input", "STARTING!|Loaded model m.tflite|"
+     "FATAL: Inputs mismatch: Model inputs #:2 expected: 1"),
+    ("aborted", "STARTING!|Loaded model m.tflite|FATAL: check failed somewhere"),
+    ("crashed", "STARTING!|Loaded model m.tflite|Running benchmark for at least 1 iterations|"
+     "Segmentation fault"),
+    ("crashed", "STARTING!|Loaded model m.tflite|Initialized session in 5ms.|"
+     "Running benchmark for at least 1 iterations"),
+    ("delegate_failed", "STARTING!|Use gpu: [1]|Loaded model m.tflite|GPU delegate created.|"
+     "ERROR: Disallowed CPU fallback detected.|Benchmarking failed."),
+    ("invoke_failed", "STARTING!|Loaded model m.tflite|"
+     f"count=50 first=1 curr=1 min=1 max=2 avg=2 std=1|{SUMMARY}|Benchmarking failed."),
+    ("invalid_input", "STARTING!|Failed to parse flag 'num_threads' from 'x'|Benchmarking failed."),
+    ("tool_error", "STARTING!|The Model contains 2 signature key(s).|Benchmarking failed."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "text"), FAILURE_CASES)
+def test_failure_kinds(kind: str, text: str) -> None:
+    (result,) = parse_lines(text.split("|"))
+    assert (result.status, result.failure_kind) == ("failed", kind)
+    assert result.errors or kind == "crashed"  # the tool's own words are kept
