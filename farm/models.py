@@ -39,6 +39,7 @@ class ModelInfo(BaseModel):
     sha256: str
     op_sequence: list[str]  # builtin (or custom) op names of the primary subgraph, in order
     node_names: list[str]  # each node's first output tensor (how profilers label nodes)
+    node_macs: list[int]  # estimated multiply-accumulates (or element ops) per node
     subgraph_count: int
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
@@ -105,6 +106,26 @@ def validate_model(path: str | Path) -> None:
     _load(path, _read(path))
 
 
+def _elements(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= max(d, 1)
+    return n
+
+
+def _macs(op: str, ins: list[TensorInfo], outs: list[TensorInfo]) -> int:
+    """Rough work of one node: multiply-accumulates for conv/FC, elements touched otherwise."""
+    out = _elements(outs[0].shape) if outs else 0
+    weights = ins[1].shape if len(ins) > 1 else []
+    if op in ("CONV_2D", "TRANSPOSE_CONV") and len(weights) == 4:
+        return out * weights[1] * weights[2] * weights[3]
+    if op == "DEPTHWISE_CONV_2D" and len(weights) == 4:
+        return out * weights[1] * weights[2]
+    if op in ("FULLY_CONNECTED", "BATCH_MATMUL") and len(weights) >= 2:
+        return out * weights[-1]
+    return max(out, _elements(ins[0].shape) if ins else 0)
+
+
 class _Graph:
     """The primary subgraph as the flatbuffer describes it."""
 
@@ -126,6 +147,7 @@ class _Graph:
         self.subgraph_count: int = model.SubgraphsLength()
         self.ops: list[str] = []
         self.node_names: list[str] = []
+        self.node_macs: list[int] = []
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.quantized = False
@@ -151,11 +173,13 @@ class _Graph:
         integer_ops = 0
         for i in range(graph.OperatorsLength()):
             op = graph.Operators(i)
-            self.ops.append(codes[op.OpcodeIndex()])
-            outs = indices(op.OutputsLength(), op.OutputsAsNumpy)
-            self.node_names.append(tensor(outs[0]).name if outs else "")
-            ins = [x for x in indices(op.InputsLength(), op.InputsAsNumpy) if x >= 0]
-            if ins and tensor(ins[0]).dtype in _INTEGER_ACTIVATIONS:
+            name = codes[op.OpcodeIndex()]
+            self.ops.append(name)
+            outs = [tensor(x) for x in indices(op.OutputsLength(), op.OutputsAsNumpy) if x >= 0]
+            ins = [tensor(x) for x in indices(op.InputsLength(), op.InputsAsNumpy) if x >= 0]
+            self.node_names.append(outs[0].name if outs else "")
+            self.node_macs.append(_macs(name, ins, outs))
+            if ins and ins[0].dtype in _INTEGER_ACTIVATIONS:
                 integer_ops += 1
         self.quantized = integer_ops * 2 > len(self.ops)
         self.inputs = [tensor(i) for i in indices(graph.InputsLength(), graph.InputsAsNumpy)]
@@ -182,6 +206,7 @@ def inspect_model(path: str | Path, *, verify: bool = True) -> ModelInfo:
         sha256=hashlib.sha256(data).hexdigest(),
         op_sequence=graph.ops,
         node_names=graph.node_names,
+        node_macs=graph.node_macs,
         subgraph_count=graph.subgraph_count,
         inputs=graph.inputs,
         outputs=graph.outputs,
