@@ -157,6 +157,7 @@ def test_disk_full_and_hang_are_typed(phone, tmp_path: Path) -> None:
             device.shell("echo hi", timeout=1.0)
     finally:
         lab.fault(device.serial, "clear")
+    assert device.shell("echo back", timeout=20).output == "back\n"  # and it recovers
 
 
 def test_getprops_is_one_cached_call(phone) -> None:
