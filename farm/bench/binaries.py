@@ -337,54 +337,45 @@ def binary_for(
 ) -> BinaryChoice | Unsupported:
     """The benchmark binary for this device, pushed when needed; Unsupported with a hint if none.
 
-    Order: the device's own binary (getprop debug.farm.benchmark_model), then for each device
-    ABI in preference order a configured binary (`binaries`, ABI → host path), then the cache.
-    A candidate whose ELF header does not fit the ABI is refused and the refusal is reported.
+    Order: a configured binary (`binaries`, ABI → host path) for the device's ABIs in preference
+    order, then the device's own (getprop debug.farm.benchmark_model, used in place), then the
+    cache. A candidate whose ELF header does not fit its ABI is refused and the refusal reported.
     """
-    from farm.bench.deploy import deploy_binary, remote_sha256, sha256_file
+    from farm.android.discovery import abi_list
+    from farm.bench.deploy import deploy_binary, sha256_file
 
     props = device.getprops()
-    own = props.get(DEVICE_BINARY_PROP, "").strip()
-    abis = [a for a in props.get("ro.product.cpu.abilist", "").split(",") if a] or [
-        a for a in [props.get("ro.product.cpu.abi", "")] if a
+    abis = list(abi_list(props))
+    cache = cache or BinaryCache()
+    configured = [
+        (f"config:{binaries[abi]}", Path(binaries[abi]).expanduser(), abi)
+        for abi in abis
+        if binaries and abi in binaries
     ]
-    if own:
-        st = device.stat(own)
-        if st is None or not st.is_file:
-            return Unsupported(
-                f"{DEVICE_BINARY_PROP}={own} names no file on the device",
-                f"push a benchmark_model there or clear the property on {device.serial}",
-            )
+    cached = [
+        (f"cache:{abi}", Path(entry.path), abi)
+        for abi in abis
+        if (entry := cache.get(abi)) is not None
+    ]
+    own = props.get(DEVICE_BINARY_PROP, "").strip()
+    refused: list[str] = []
+    for index, (source, path, abi) in enumerate([*configured, *cached]):
+        if own and index == len(configured):
+            return _device_binary(device, own, abis)
         try:
-            digest = remote_sha256(device, own)
-        except DeviceCommandFailed as exc:
-            return Unsupported(
-                f"cannot hash {own} on the device: {exc.message}",
-                "check that sha256sum runs there",
-            )
-        return BinaryChoice(own, digest, "device", abis[0] if abis else "")
+            check_binary(path, abi)
+        except BinaryError as exc:
+            refused.append(str(exc))
+            continue
+        digest = sha256_file(path)
+        if not push:
+            return BinaryChoice("", digest, source, abi)
+        deployed = deploy_binary(device, path, digest)
+        return BinaryChoice(deployed.remote_path, digest, source, abi, deployed.pushed_bytes)
+    if own:
+        return _device_binary(device, own, abis)
     if not abis:
         return Unsupported("the device reports no ABI (ro.product.cpu.abilist)", "check getprop")
-    cache = cache or BinaryCache()
-    refused: list[str] = []
-    for abi in abis:
-        candidates: list[tuple[str, Path]] = []
-        if binaries and abi in binaries:
-            candidates.append((f"config:{binaries[abi]}", Path(binaries[abi]).expanduser()))
-        cached = cache.get(abi)
-        if cached is not None:
-            candidates.append((f"cache:{abi}", Path(cached.path)))
-        for source, path in candidates:
-            try:
-                check_binary(path, abi)
-            except BinaryError as exc:
-                refused.append(str(exc))
-                continue
-            digest = sha256_file(path)
-            if not push:
-                return BinaryChoice("", digest, source, abi)
-            deployed = deploy_binary(device, path, digest)
-            return BinaryChoice(deployed.remote_path, digest, source, abi, deployed.pushed_bytes)
     reason = f"no benchmark_model for {'/'.join(abis)}"
     if refused:
         reason += " (refused: " + "; ".join(refused) + ")"
@@ -395,3 +386,22 @@ def binary_for(
         else f"build benchmark_model for Android {first}, then farm binaries add {first} PATH"
     )
     return Unsupported(reason, hint)
+
+
+def _device_binary(device: Device, own: str, abis: list[str]) -> BinaryChoice | Unsupported:
+    """The device's own benchmark_model, hashed on the device; nothing is pushed."""
+    from farm.bench.deploy import remote_sha256
+
+    st = device.stat(own)
+    if st is None or not st.is_file:
+        return Unsupported(
+            f"{DEVICE_BINARY_PROP}={own} names no file on the device",
+            f"put a benchmark_model there or clear the property on {device.serial}",
+        )
+    try:
+        digest = remote_sha256(device, own)
+    except DeviceCommandFailed as exc:
+        return Unsupported(
+            f"cannot hash {own} on the device: {exc.message}", "check that sha256sum runs there"
+        )
+    return BinaryChoice(own, digest, "device", abis[0] if abis else "")

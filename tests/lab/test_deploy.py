@@ -195,16 +195,25 @@ def test_binary_from_cache_is_checked_and_pushed_once(phone, tmp_path: Path) -> 
 
 
 @needs_confined_os
-def test_device_binary_is_used_in_place(phone) -> None:
+def test_device_binary_beats_cache_and_config_beats_both(phone, tmp_path: Path) -> None:
     device, _ = phone
     own = device.getprops().get("debug.farm.benchmark_model")
     if not own:
         pytest.skip("the phone OS sets no debug.farm.benchmark_model")
-    choice = binary_for(device, cache=BinaryCache(Path("/nonexistent")))
+    build = tmp_path / "android_aarch64_benchmark_model"
+    build.write_bytes(ANDROID_BUILDS["arm64-v8a"])
+    cache = BinaryCache(tmp_path / "cache")
+    cache.add("arm64-v8a", build)
+    choice = binary_for(device, cache=cache)
     assert isinstance(choice, BinaryChoice)
     assert (choice.remote_path, choice.source, choice.pushed_bytes) == (own, "device", 0)
     on_device = device.read_bytes(own, timeout=30)
     assert choice.sha256 == hashlib.sha256(on_device).hexdigest()
+    assert device.bytes_pushed == 0
+    configured = binary_for(device, binaries={"arm64-v8a": str(build)}, cache=cache)
+    assert isinstance(configured, BinaryChoice)
+    assert configured.source == f"config:{build}"
+    assert configured.pushed_bytes == build.stat().st_size
 
 
 @needs_confined_os
