@@ -257,6 +257,15 @@ def _client_class() -> type[AdbClient]:
         def _safe_connect(self):  # noqa: ANN202 - adbutils would run `adb start-server`
             return self._create_socket()
 
+        def close(self) -> None:
+            # adbutils sleeps 10 ms here on every call; the server needs no such pause.
+            sock = self._AdbConnection__conn
+            if sock is None:
+                return
+            self._AdbConnection__conn = None
+            _shut(sock)
+            sock.close()
+
     class _Client(AdbClient):
         def __init__(self, host: str, port: int) -> None:
             super().__init__(host, port)
