@@ -290,8 +290,10 @@ def shell_scripts(profile: Profile, layout: ShellLayout) -> dict[str, str]:
 # getprop [NAME [DEFAULT]]: system properties (build.prop, then values set with setprop)
 export LC_ALL=C
 if [ $# -eq 0 ]; then
+  sep=$(printf '\\001')
   cat {props_files} 2>/dev/null | awk '{merge_awk}
-    END {{ for (k in v) printf "[%s]: [%s]\\n", k, v[k] }}' | sort
+    END {{ for (k in v) printf "%s\\001[%s]: [%s]\\n", k, k, v[k] }}' \\
+    | sort -t "$sep" -k1,1 | cut -d "$sep" -f2-
 else
   cat {props_files} 2>/dev/null | K="$1" D="$2" awk '{merge_awk}
     END {{ k = ENVIRON["K"]; if (k in v) print v[k]; else print ENVIRON["D"] }}'
@@ -340,7 +342,7 @@ esac
 """,
         "df": f"""#!/bin/sh
 # df [PATH...]: /data and /sdcard report the phone's free space, minus what is stored there
-used=$(du -s -b {data_dirs} 2>/dev/null \\
+used=$(find {data_dirs} -type f -printf '%s\\n' 2>/dev/null \\
   | awk '{{ s += $1 }} END {{ print s + 0 }}')
 free=$(( ({free_bytes} - used) / 1024 ))
 [ "$free" -lt 0 ] && free=0
@@ -364,7 +366,6 @@ done
 """,
         "nohup": f"""#!/bin/sh
 # nohup COMMAND: detached in its own session, so it outlives the shell stream that started it
-printf '' > {q(layout.state + "/sessions")}/$$ 2>/dev/null
 exec {q(layout.setsid)} -w {q(layout.nohup)} "$@"
 """,
         "benchmark_model": f"""#!/bin/sh

@@ -129,7 +129,7 @@ class PhoneOS:
         self._temps = [zone.idle_c for zone in profile.thermal]
         self._busy = False
         self._prepare()
-        if not self.confined:
+        if confine is None and not self.confined:
             self._warn_unconfined("bubblewrap (bwrap, nsenter, setpriv) not found")
 
     # Layout on the host.
@@ -151,8 +151,6 @@ class PhoneOS:
         _atomic_write(self.root / "system" / "build.prop", af.build_prop(props))
         _atomic_write(self.root / "proc" / "cpuinfo", af.cpuinfo(self.profile))
         sys_dir = self.root / "sys"
-        if sys_dir.exists():
-            shutil.rmtree(sys_dir)
         files, links = af.sysfs_files(self.profile)
         for rel, text in files.items():
             path = sys_dir / rel
@@ -161,13 +159,17 @@ class PhoneOS:
         for rel, target in links.items():
             path = sys_dir / rel
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_symlink() and os.readlink(path) == target:
+                continue
+            if path.is_symlink() or path.is_file():
+                path.unlink()
             path.symlink_to(target)
         self._busy = False
         self._write_thermal(force=True)
 
     def _write_state(self) -> None:
         state = self.state_dir
-        for sub in ("running", "sessions"):
+        for sub in ("running",):
             folder = state / sub
             if folder.exists():
                 shutil.rmtree(folder)
@@ -549,19 +551,22 @@ class PhoneOS:
                 pass
         self._groups.clear()
         self._stop_init()
-        sessions = self.state_dir / "sessions"
-        if not self.confined and sessions.is_dir():
-            for entry in os.scandir(sessions):
-                if entry.name.isdigit() and self._owns_host_pid(int(entry.name)):
+        if not self.confined:
+            # No namespace to tear down: find the phone's processes by their environment,
+            # again until none is left (one may have forked meanwhile).
+            for _round in range(10):
+                pids = self._unconfined_pids()
+                if not pids:
+                    break
+                for pid in pids:
                     try:
-                        os.killpg(int(entry.name), signal.SIGKILL)
+                        os.kill(pid, signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
-        for sub in ("sessions", "running"):
-            folder = self.state_dir / sub
-            if folder.is_dir():
-                for entry in os.scandir(folder):
-                    Path(entry.path).unlink(missing_ok=True)
+        running = self.state_dir / "running"
+        if running.is_dir():
+            for entry in os.scandir(running):
+                Path(entry.path).unlink(missing_ok=True)
         # A reboot forgets the properties set since boot, except persist.* ones.
         props = self.state_dir / "props"
         if props.exists():
@@ -572,13 +577,21 @@ class PhoneOS:
             }
             _atomic_write(props, af.build_prop(kept))
 
-    def _owns_host_pid(self, pid: int) -> bool:
-        """True when host pid `pid` is a process of this phone (checked by its environment)."""
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            return False
-        return f"FARM_SIM_STATE={self.state_dir}".encode() in environ.split(b"\0")
+    def _unconfined_pids(self) -> list[int]:
+        """Live host processes of this phone when unconfined (found by their environment)."""
+        needle = f"FARM_SIM_STATE={self.state_dir}".encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+                state = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z" and needle in environ.split(b"\0"):
+                pids.append(int(entry))
+        return pids
 
     def _alive(self, name: str) -> bool:
         """Whether the process a running/ marker names still runs on the phone."""
