@@ -946,7 +946,6 @@ class Benchmark:
             out.error(usage())
             raise Failed
         if not p["graph"]:
-            self.log_params()
             out.error("Please specify the name of your TF Lite input file with --graph")
             raise Failed
         if p["enable_op_profiling"] and p["op_profiling_output_mode"] not in (
@@ -959,6 +958,13 @@ class Benchmark:
                 "values are: 'stdout', 'csv' and 'proto'."
             )
             raise Failed
+        if p["report_peak_memory_footprint"] and p["memory_footprint_check_interval_ms"] <= 0:
+            out.warn(
+                f"--memory_footprint_check_interval_ms is set to "
+                f"{p['memory_footprint_check_interval_ms']} (ms), This value is invalid, and it "
+                "will be set to the default value 50 (ms)."
+            )
+            p.values["memory_footprint_check_interval_ms"] = 50
         self.log_params()
         monitor = None
         if p["report_peak_memory_footprint"]:
