@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from farm.android import paths
-from farm.android.adb import Device, join_command
-from farm.android.discovery import get_server
+from farm.android.adb import Device, ShellResult, join_command
+from farm.android.discovery import discover, get_server
 from farm.bench.binaries import BinaryCache, BinaryChoice, Unsupported, binary_for
 from farm.bench.deploy import ensure_model, sha256_file
 from farm.errors import (
@@ -226,3 +227,38 @@ def test_nasty_device_path_through_the_shell(phone) -> None:
     device.shell(join_command(["rm", "-f", remote]), timeout=10, check=True)
     assert device.stat(remote) is None
     assert device.stat("/data/local/tmp/pwned") is None
+
+
+def test_shell_v1_fallback_keeps_exit_codes(phone) -> None:
+    device, _ = phone
+    device._features = frozenset({"cmd"})  # as a device without shell_v2 would advertise
+    result = device.shell("echo one; exit 5", timeout=10)
+    assert (result.exit_code, result.output) == (5, "one\n")
+    assert device.shell("printf 'no newline'", timeout=10).output == "no newline"
+    assert device.shell("true", timeout=10).ok
+    with pytest.raises(DeviceTimeout):
+        device.shell("while :; do echo x; sleep 0.1; done", timeout=1.0)
+
+
+def test_connection_lost_mid_shell_is_unavailable(phone) -> None:
+    device, lab = phone
+    device.shell("true", timeout=10)
+    timer = threading.Timer(0.5, lambda: lab.fault(device.serial, "drop"))
+    timer.start()
+    try:
+        with pytest.raises(DeviceUnavailable) as err:
+            device.shell("echo started; sleep 5; echo done", timeout=20)
+    finally:
+        timer.join()
+    assert err.value.serial == device.serial and err.value.command.startswith("echo started")
+
+
+def test_both_adb_builds(adb_server_any: AdbServer, start_lab_any) -> None:
+    lab = start_lab_any(["pixel_7"])
+    found = discover([f"127.0.0.1:{adb_server_any.port}"])
+    (info,) = found.devices
+    assert (info.serial, info.profile) == (lab.phones[0].serial, "pixel_7")
+    device = found.device(info)
+    assert device.shell("echo hi; exit 4", timeout=10) == ShellResult(4, "hi\n", "echo hi; exit 4")
+    assert device.push(b"x" * 100_000, "/data/local/tmp/farm/t.bin", timeout=20) == 100_000
+    assert device.stat("/data/local/tmp/farm/t.bin").size == 100_000
