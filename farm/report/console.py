@@ -34,7 +34,7 @@ def print_report(
             Text("Results marked (simulated) come from virtual phones, not real hardware.")
         )
     for serial, rows in summary.groupby("serial", sort=False):
-        console.print(_device_table(str(serial), rows))
+        console.print(_device_table(str(serial), rows, console.width))
     best = best_per_device(summary)
     if not best.empty:
         console.print(_best_table(best))
@@ -74,7 +74,7 @@ def speedup_text(value: float) -> str:
     return "-" if value != value else f"{value:.2f}×"
 
 
-def _device_table(serial: str, rows: Any) -> Table:
+def _device_table(serial: str, rows: Any, width: int) -> Table:
     table = Table(title=Text(device_title(rows.iloc[0])), title_justify="left", expand=False)
     for name, justify in (
         ("model", "left"),
@@ -86,11 +86,20 @@ def _device_table(serial: str, rows: Any) -> Table:
         ("vs CPU 1t", "right"),
         ("status", "left"),
     ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in rows.itertuples():
+        # The status column (with its stability notes) wraps first, so names stay whole.
+        table.add_column(
+            name,
+            justify=justify,  # type: ignore[arg-type]
+            overflow="fold",
+            max_width=max(16, (width - 60) // 4) if name == "status" else None,
+        )
+    models = list(rows["model"])
+    for i, row in enumerate(rows.itertuples()):
         status = row.status if not row.flags else f"{row.status} ({row.flags})"
+        last_of_model = i + 1 == len(models) or models[i + 1] != row.model
+        first_of_model = i == 0 or models[i - 1] != row.model
         table.add_row(
-            Text(safe_text(row.model)),
+            Text(safe_text(row.model) if first_of_model else ""),
             Text(safe_text(row.delegate)),
             Text(str(row.threads)),
             Text(latency_text(row.latency_ms, row.std_ms)),
@@ -98,6 +107,7 @@ def _device_table(serial: str, rows: Any) -> Table:
             Text(safe_text(row.coverage) or "-"),
             Text(speedup_text(row.speedup)),
             Text(safe_text(status), style="green" if row.status == "ok" else "red"),
+            end_section=last_of_model,
         )
     return table
 
@@ -105,7 +115,7 @@ def _device_table(serial: str, rows: Any) -> Table:
 def _best_table(best: Any) -> Table:
     table = Table(title="Best configuration per device", title_justify="left")
     for name in ("device", "model", "delegate", "threads", "latency ms", "vs CPU 1t"):
-        table.add_column(name)
+        table.add_column(name, overflow="fold")
     for _, row in best.iterrows():
         table.add_row(
             Text(device_title(row)),
@@ -120,16 +130,16 @@ def _best_table(best: Any) -> Table:
 
 def _problems_table(problems: Any) -> Table:
     table = Table(title="Cells without a number", title_justify="left")
-    for name in ("device", "model", "delegate", "threads", "status", "cells", "reason"):
-        table.add_column(name)
+    for name in ("device", "delegate", "models", "threads", "status", "cells", "reason"):
+        table.add_column(name, overflow="fold")
     for _, row in problems.iterrows():
         device = safe_text(row["device"] or row["serial"]) + (
             " (simulated)" if row["simulated"] else ""
         )
         table.add_row(
             Text(device),
-            Text(safe_text(row["model"])),
             Text(safe_text(row["delegate"])),
+            Text(safe_text(row["models"])),
             Text(str(row["threads"])),
             Text(safe_text(row["status"])),
             Text(str(row["cells"])),

@@ -115,13 +115,17 @@ def best_per_device(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Cells that did not end ok, one row per device × model × delegate × threads × status."""
+    """Cells that did not end ok, grouped by device, delegate, status and reason.
+
+    `models` and `threads` list what the group covers ("all" when it is every model of the
+    device); `cells` counts its cells, repeats included.
+    """
     columns = [
         "serial",
         "device",
         "simulated",
-        "model",
         "delegate",
+        "models",
         "threads",
         "status",
         "cells",
@@ -130,25 +134,28 @@ def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
     bad = df[df["status"] != "ok"]
     if bad.empty:
         return pd.DataFrame(columns=columns)
+    models_of = {serial: set(group["model"]) for serial, group in df.groupby("serial", sort=False)}
     rows = []
-    for (serial, model, delegate, threads, status), group in bad.groupby(
-        [*GROUP, "status"], sort=False, dropna=False
+    for (serial, delegate, status, reason), group in bad.groupby(
+        ["serial", "delegate", "status", "reason"], sort=False, dropna=False
     ):
-        reasons = [r for r in group["reason"] if isinstance(r, str) and r]
+        models = sorted(set(group["model"]), key=str)
+        everything = len(models_of[serial]) > 1 and set(models) == models_of[serial]
         rows.append(
             {
                 "serial": serial,
                 "device": group["device"].iloc[0],
                 "simulated": bool(group["simulated"].any()),
-                "model": model,
                 "delegate": delegate,
-                "threads": threads,
+                "models": f"all {len(models)}" if everything else ", ".join(map(str, models)),
+                "threads": ", ".join(str(t) for t in sorted(set(group["threads"].dropna()))),
                 "status": status,
                 "cells": len(group),
-                "reason": reasons[0] if reasons else "",
+                "reason": reason or "",
             }
         )
-    return pd.DataFrame(rows, columns=columns)
+    out = pd.DataFrame(rows, columns=columns)
+    return _ordered(out, df, by=["serial", "delegate", "status"])
 
 
 def coverage_text(delegation: Mapping[str, Any] | None, delegate: str = "") -> str:
@@ -297,18 +304,33 @@ def _pooled(ok: pd.DataFrame) -> tuple[float, float, int | None]:
     return mean, std, sum(counts) if all(counts) else None
 
 
-def _ordered(out: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """Devices, models and delegates in plan order; thread counts ascending."""
-    ranks = {
-        col: {v: i for i, v in enumerate(dict.fromkeys(cells[col]))}
-        for col in ("serial", "model", "delegate")
-    }
-    order = out.assign(
-        _s=out["serial"].map(ranks["serial"]),
-        _m=out["model"].map(ranks["model"]),
-        _d=out["delegate"].map(ranks["delegate"]),
-    ).sort_values(["_s", "_m", "_d", "threads"], kind="stable")
-    return order.drop(columns=["_s", "_m", "_d"]).reset_index(drop=True)
+def _ordered(out: pd.DataFrame, cells: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """Devices by name, then models by name, delegates in the usual order, threads ascending."""
+    devices = cells.drop_duplicates("serial").sort_values(["device", "serial"], key=_lower)
+    device_rank = {s: i for i, s in enumerate(devices["serial"])}
+    keys = by or ["serial", "model", "delegate", "threads"]
+    ranked = out.assign(
+        _serial=out["serial"].map(device_rank),
+        _delegate=out["delegate"].map(_delegate_rank),
+    )
+    sort = [{"serial": "_serial", "delegate": "_delegate"}.get(k, k) for k in keys]
+    if "model" in keys:
+        ranked["_model"] = ranked["model"].astype(str).str.lower()
+        sort = ["_model" if k == "model" else k for k in sort]
+    ranked = ranked.sort_values(sort, kind="stable")
+    return ranked.drop(columns=[c for c in ranked.columns if c.startswith("_")]).reset_index(
+        drop=True
+    )
+
+
+def _delegate_rank(label: Any) -> tuple[int, str]:
+    kind = str(label).split(":", 1)[0]
+    order = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "external")
+    return (order.index(kind) if kind in order else len(order), str(label))
+
+
+def _lower(column: pd.Series) -> pd.Series:
+    return column.astype(str).str.lower()
 
 
 def _ms(us: Any) -> float:

@@ -86,13 +86,13 @@ def render_markdown(
     if not problems.empty:
         out += ["## Cells without a number", ""]
         out += _table(
-            ["device", "model", "delegate", "threads", "status", "cells", "reason"],
+            ["device", "delegate", "models", "threads", "status", "cells", "reason"],
             [
                 [
                     md_text(row["device"] or row["serial"])
                     + (" *(simulated)*" if row["simulated"] else ""),
-                    md_text(row["model"]),
                     md_text(row["delegate"]),
+                    md_text(row["models"]),
                     str(row["threads"]),
                     md_text(row["status"]),
                     str(row["cells"]),

@@ -129,13 +129,33 @@ def test_best_configuration_per_device_and_model():
                      ("emulator-5554", "mobilenet"): ("cpu", 1)}  # fmt: skip
 
 
-def test_problems_list_reasons():
-    problems = problems_frame(cells_frame(lab_cells()))
-    rows = {(r.serial, r.delegate, r.threads): (r.status, r.cells, r.reason)
-            for r in problems.itertuples()}  # fmt: skip
-    assert rows[("p7", "nnapi", 1)][:2] == ("failed", 2)
-    assert rows[("emulator-5554", "gpu", 1)] == ("unsupported", 2, "no GPU delegate on this device")
-    assert rows[("emulator-5554", "cpu", 4)] == ("timeout", 1, "no result after 600 s")
+def test_problems_grouped_with_reasons():
+    cells = lab_cells() + [
+        line(EMU, "gpu", 1, "unsupported", reason="no GPU delegate on this device", model="tiny"),
+        line(EMU, "gpu", 4, "unsupported", reason="no GPU delegate on this device", model="tiny"),
+        line(EMU, "cpu", 1, avg_us=900, std_us=1, model="tiny"),
+    ]
+    problems = problems_frame(cells_frame(cells))
+    rows = [(r.serial, r.delegate, r.models, r.threads, r.status, r.cells, r.reason)
+            for r in problems.itertuples()]  # fmt: skip
+    assert rows == [
+        ("p7", "nnapi", "mobilenet", "1", "failed", 2,
+         "NN API returned error ANEURALNETWORKS_BAD_DATA"),
+        ("emulator-5554", "cpu", "mobilenet", "4", "timeout", 1, "no result after 600 s"),
+        ("emulator-5554", "gpu", "all 2", "1, 4", "unsupported", 4,
+         "no GPU delegate on this device"),
+    ]  # fmt: skip
+
+
+def test_rows_in_a_stable_order_whatever_the_journal_order():
+    cells = lab_cells()
+    forward = summary_frame(cells_frame(cells))
+    backward = summary_frame(cells_frame(list(reversed(cells))))
+    columns = ["serial", "model", "delegate", "threads", "latency_ms"]
+    assert forward[columns].equals(backward[columns])
+    # Devices by name (Pixel before sdk_...), then delegates cpu, xnnpack, gpu, nnapi, ...
+    assert list(dict.fromkeys(forward["serial"])) == ["p7", "emulator-5554"]
+    assert list(forward[forward["serial"] == "p7"]["delegate"]) == ["cpu", "cpu", "gpu", "nnapi"]
 
 
 def test_coverage_text():
