@@ -148,3 +148,20 @@ def test_two_servers_tag_their_devices(
     finally:
         for lab in labs:
             lab.down()
+
+
+def test_servers_from_config_file(tmp_path) -> None:
+    ports = [free_port(), free_port()]
+    config = tmp_path / "farm.yaml"
+    config.write_text(f"adb_servers: ['127.0.0.1:{ports[0]}', '127.0.0.1:{ports[1]}']\n")
+    result = farm_cli("devices", "--config", str(config))
+    assert result.returncode == 0
+    assert sorted(result.stderr.splitlines()) == sorted(
+        f"farm: warning: adb server 127.0.0.1:{p} unreachable (nothing listens there)"
+        for p in ports
+    )
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("adb_server: ['127.0.0.1:1']\n")
+    bad = farm_cli("devices", "--config", str(typo))
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
+    assert "adb_server" in bad.stderr and str(typo.name) in bad.stderr
