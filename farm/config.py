@@ -396,11 +396,10 @@ def _as_list(value: Any) -> list[Any]:
 
 def _relative_to(config: Config, base: Path) -> Config:
     """Relative model and binary paths in a config file are relative to the file's folder."""
-    if base in (Path(""), Path(".")):
-        return config
 
     def fix(p: str) -> str:
-        return p if os.path.isabs(os.path.expanduser(p)) else str(base / p)
+        p = os.path.expanduser(p)
+        return p if os.path.isabs(p) or base == Path(".") else str(base / p)
 
     return config.model_copy(
         update={

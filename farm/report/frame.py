@@ -11,6 +11,7 @@ import pandas as pd
 # Stability checks beside the numbers: the spread is large, or the sample is small.
 UNSTABLE_STD_RATIO = 0.10
 MIN_RUNS = 10
+MAX_REASON = 300  # characters of a failure reason shown in reports (the log has the rest)
 
 CELL_COLUMNS = [
     "key",
@@ -151,11 +152,15 @@ def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
                 "threads": ", ".join(str(t) for t in sorted(set(group["threads"].dropna()))),
                 "status": status,
                 "cells": len(group),
-                "reason": reason or "",
+                "reason": _shorten(reason or ""),
             }
         )
     out = pd.DataFrame(rows, columns=columns)
     return _ordered(out, df, by=["serial", "delegate", "status"])
+
+
+def _shorten(text: str, limit: int = MAX_REASON) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def coverage_text(delegation: Mapping[str, Any] | None, delegate: str = "") -> str:

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from farm.android.info import DeviceInfo
@@ -275,3 +277,20 @@ def test_write_outputs_with_nothing(tmp_path: Path):
     write_outputs(tmp_path, [])
     assert "No results." in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["cells"] == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_any_device_text_is_inert(text: str):
+    shown = safe_text(text)
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in shown)
+    assert not any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in shown)
+    md = md_text(text)
+    assert "<" not in md and ">" not in md
+    assert not re.search(r"(?<!\\)\|", md.replace("\\\\", "")), md  # every | is escaped
+
+
+def test_long_reasons_are_cut_in_reports():
+    cells = [line(PIXEL, "gpu", 1, "failed", reason="x" * 5000)]
+    reason = problems_frame(cells_frame(cells)).iloc[0]["reason"]
+    assert len(reason) == 300 and reason.endswith("…")
