@@ -198,7 +198,10 @@ class Lab:
         parse_profile_specs(profiles)
         directory = Path(directory or default_lab_dir()).resolve()
         if (directory / STATE_FILE).exists():
-            raise LabError(f"a lab is already up in {directory} (run `farm lab down` first)")
+            stale = cls.load(directory)
+            if any(_pid_is_host(h.pid) for h in stale.hosts):
+                raise LabError(f"a lab is already up in {directory} (run `farm lab down` first)")
+            stale.down()  # left behind by a lab whose processes are gone
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "hosts").mkdir(exist_ok=True)
         env = dict(env if env is not None else os.environ)
