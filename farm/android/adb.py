@@ -30,6 +30,7 @@ from farm.errors import (
     DeviceStorageFull,
     DeviceTimeout,
     DeviceUnavailable,
+    InputError,
 )
 
 if TYPE_CHECKING:
@@ -450,7 +451,7 @@ class Device:
                     client.local.deadline = None
             if dl.expired:
                 raise DeviceTimeout(
-                    self.serial, f"{what}: deadline of {timeout:g} s passed", command=command
+                    self.serial, f"{what}: deadline of {timeout:.3g} s passed", command=command
                 )
         except DeviceError as exc:
             outcome = type(exc).__name__
@@ -506,8 +507,12 @@ class Device:
         With `check`, a non-zero exit raises DeviceCommandFailed (DeviceStorageFull when the
         output says the disk is full).
         """
+        end = time.monotonic() + timeout
         use_v2 = "shell_v2" in self.features(timeout=timeout)
-        with self._operation("shell", cmd, timeout) as dl:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise DeviceTimeout(self.serial, f"shell: {timeout:g} s passed", command=cmd)
+        with self._operation("shell", cmd, left) as dl:
             if use_v2:
                 ret = self.adb.shell2(cmd, timeout=max(dl.remaining(), 0.001), v2=True)
                 result = ShellResult(ret.returncode, ret.output, cmd)
@@ -591,7 +596,11 @@ class Device:
             )
             source = None
         else:
-            source = open(local, "rb")  # noqa: SIM115 - closed below
+            try:
+                source = open(local, "rb")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise InputError(f"{os.fspath(local)}: cannot read: {reason}") from None
             chunks = iter(lambda: source.read(SYNC_CHUNK), b"")
         sent = 0
         try:
@@ -620,11 +629,11 @@ class Device:
         part = target.with_name(f".{target.name}.part-{os.getpid()}-{threading.get_ident()}")
         received = 0
         try:
-            with (
-                self._operation("pull", remote, timeout),
-                self._sync() as conn,
-                open(part, "wb") as out,
-            ):
+            out = open(part, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise InputError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        try:
+            with out, self._operation("pull", remote, timeout), self._sync() as conn:
                 self._request(conn, b"RECV", remote)
                 while True:
                     ident, length = struct.unpack("<4sI", conn.read_exact(8))

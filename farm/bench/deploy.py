@@ -84,7 +84,11 @@ def ensure_file(
     Names are content hashes, so the size tells a complete copy from an interrupted one (which
     the next call pushes again); the push creates missing folders itself.
     """
-    size = Path(local).stat().st_size if size is None else size
+    if size is None:
+        try:
+            size = Path(local).stat().st_size
+        except OSError as exc:
+            raise InputError(f"{os.fspath(local)}: cannot read: {exc.strerror or exc}") from None
     present = device.stat(remote)
     if present is not None and present.is_file and present.size == size:
         log.debug("[%s] %s already there", device.serial, remote)

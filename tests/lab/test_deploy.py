@@ -20,6 +20,7 @@ from farm.errors import (
     DeviceStorageFull,
     DeviceTimeout,
     DeviceUnavailable,
+    InputError,
 )
 from farm.sim.lab import DEFAULT_PHONE_OS
 from farm.sim.testing import AdbServer
@@ -262,3 +263,14 @@ def test_both_adb_builds(adb_server_any: AdbServer, start_lab_any) -> None:
     assert device.shell("echo hi; exit 4", timeout=10) == ShellResult(4, "hi\n", "echo hi; exit 4")
     assert device.push(b"x" * 100_000, "/data/local/tmp/farm/t.bin", timeout=20) == 100_000
     assert device.stat("/data/local/tmp/farm/t.bin").size == 100_000
+
+
+def test_host_side_problems_are_input_errors(phone, tmp_path: Path) -> None:
+    device, _ = phone
+    with pytest.raises(InputError, match="missing.tflite: cannot read"):
+        ensure_model(device, tmp_path / "missing.tflite", "0" * 64)
+    with pytest.raises(InputError, match="cannot read"):
+        device.push(tmp_path / "missing.bin", "/data/local/tmp/farm/x", timeout=10)
+    device.push(b"log", "/data/local/tmp/farm/x.log", timeout=10)
+    with pytest.raises(InputError, match="cannot write"):
+        device.pull("/data/local/tmp/farm/x.log", tmp_path / "no" / "dir" / "x.log", timeout=10)
