@@ -671,6 +671,7 @@ class Benchmark:
         applied: list[Applied] = []
         xnnpack: ds.DelegatePlan | None = None
         taken: set[int] = set()
+        kernels = 0  # delegate nodes earlier delegates put in the graph
         max_parts = p["max_delegated_partitions"]
         for name in created:
             if name == "XNNPACK":
@@ -708,13 +709,14 @@ class Benchmark:
             if taken:
                 accepted = [i in plan.delegated and i not in taken for i in range(model.node_count)]
                 plan.parts = ds.partitions(accepted, max_parts)
-            self._announce(plan, model, taken)
+            self._announce(plan, model, model.node_count - len(taken) + kernels)
             if name == "XNNPACK":
                 xnnpack = plan
             else:
                 assert acc is not None
                 applied.append(self._applied(plan, acc))
             taken |= plan.delegated
+            kernels += len(plan.parts)
             self._report_application(plan, model)
         if not created and not p.has("use_xnnpack"):
             xnnpack = ds.plan_xnnpack(model)  # the runtime's default delegate
@@ -722,10 +724,11 @@ class Benchmark:
             self._replacing(xnnpack, model.node_count)
         return Execution(model, applied, xnnpack)
 
-    def _announce(self, plan: ds.DelegatePlan, model: ModelInfo, taken: set[int]) -> None:
-        """The runtime's lines while a delegate is applied (and its failure, if any)."""
+    def _announce(self, plan: ds.DelegatePlan, model: ModelInfo, total: int) -> None:
+        """The runtime's lines while a delegate is applied to a graph of `total` nodes."""
         out = self.out
-        total = model.node_count - len(taken) + (1 if taken else 0)
+        if not plan.parts:
+            plan.failure = None  # no delegate kernel is built, so none can fail
         if plan.name == "GPU":
             gpu = self.phone.profile.delegates.gpu
             assert gpu is not None
@@ -736,9 +739,9 @@ class Benchmark:
                 lines = [f"{op}: {why}" for op, why in plan.refused.items()]
                 tail = (
                     f"{n} operations will run on the GPU, and the remaining "
-                    f"{model.node_count - n} operations will run on the CPU."
+                    f"{total - n} operations will run on the CPU."
                     if n
-                    else f"No operations will run on the GPU, and all {model.node_count} "
+                    else f"No operations will run on the GPU, and all {total} "
                     "operations will run on the CPU."
                 )
                 out.runtime(
@@ -748,7 +751,11 @@ class Benchmark:
                     + "\n"
                     + tail,
                 )
-            if forced in ("cl", "gl") and {"cl": "opencl", "gl": "gl"}[forced] != backend:
+            if (
+                plan.parts
+                and forced in ("cl", "gl")
+                and {"cl": "opencl", "gl": "gl"}[forced] != backend
+            ):
                 plan.failure = plan.failure or _backend_failure(forced)
             if backend == "opencl" and plan.failure is None:
                 out.runtime("INFO", "Loaded OpenCL library with dlopen.")

@@ -551,3 +551,53 @@ def test_bad_input(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "ERROR: Failed to parse flag 'num_runs' against argv '--num_runs=many'" in proc.stdout
     assert "ERROR: usage: benchmark_model <flags>" in proc.stdout
+
+
+def test_phase_rules_on_the_simulated_clock(tmp_path: Path) -> None:
+    """§5: runs continue while (runs < N or elapsed < min_secs) and elapsed <= max_secs."""
+    args = [f"--graph={TINY}", "--warmup_runs=1", "--warmup_min_secs=0"]
+    capped = run_tool(
+        tmp_path / "a",
+        [*args, "--num_runs=1000000", "--min_secs=0", "--max_secs=0.05"],
+        engine="model",
+    )
+    delayed = run_tool(
+        tmp_path / "b",
+        [*args, "--num_runs=1", "--min_secs=0.1", "--run_delay=0.04"],
+        engine="model",
+    )
+    dry = run_tool(tmp_path / "c", [*args, "--dry_run=true"], engine="model")
+    capped_count = int(RE_COUNT.findall(capped.stdout)[1][0])
+    assert 1 <= capped_count < 1000000
+    assert "INFO: Max runs duration (seconds): [0.05]" in capped.stdout
+    assert int(RE_COUNT.findall(delayed.stdout)[1][0]) in (2, 3)
+    assert "INFO: Inter-run delay (seconds): [0.04]" in delayed.stdout
+    assert dry.stdout.count("INFO: count=0 p5=0 median=0 p95=0\n") == 2
+    assert "First inference: 0, Warmup (avg): 0, Inference (avg): 0" in dry.stdout
+
+
+def test_two_delegates_apply_in_flag_order(tmp_path: Path) -> None:
+    nnapi = _nnapi(Accelerator(name="nnapi-reference", ops=["CUMSUM"]))
+    profile = _profile(gpu=_gpu(), nnapi=nnapi)
+    proc = run_tool(
+        tmp_path,
+        [f"--graph={TINY}", "--use_nnapi=true", "--use_gpu=true", *SHORT],
+        profile=profile,
+        engine="model",
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, out
+    assert "INFO: GPU delegate created." in out and "INFO: NNAPI delegate created." not in out
+    assert "INFO: Going to apply 2 delegates one after another." in out
+    nnapi_at = out.index("(TfLiteNnapiDelegate) node")
+    assert nnapi_at < out.index("(TfLiteGpuDelegateV2) node")  # --use_nnapi came first
+    assert "Replacing 1 out of 7 node(s) with delegate (TfLiteNnapiDelegate)" in out
+    assert "Replacing 6 out of 7 node(s) with delegate (TfLiteGpuDelegateV2)" in out
+    assert "NNAPI delegate, and the model graph will be partially executed" in out
+    proc = run_tool(
+        tmp_path / "b",
+        [f"--graph={TINY}", "--use_gpu=true", "--use_nnapi=true", *SHORT],
+        profile=profile,
+        engine="model",
+    )
+    assert "Replacing 1 out of 3 node(s) with delegate (TfLiteNnapiDelegate)" in proc.stdout
