@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -64,6 +65,8 @@ __all__ = [
     "OpRow",
     "OpTypeRow",
     "RunStats",
+    "iter_file",
+    "iter_lines",
     "parse_file",
     "parse_lines",
     "parse_text",
@@ -335,22 +338,44 @@ def parse_text(text: str) -> list[BenchmarkResult]:
 
 def parse_file(path: Path) -> list[BenchmarkResult]:
     """Parse a log file, reading it in bounded memory; InputError if it cannot be read."""
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-            return parse_lines(_iter_lines(fh))
-    except IsADirectoryError as exc:
-        raise InputError(f"{path}: is a directory, not a log file") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return list(iter_file(path))
 
 
 def parse_lines(lines: Iterable[str]) -> list[BenchmarkResult]:
     """Parse output given line by line (line ends optional); never raises on odd input."""
+    return list(iter_lines(lines))
+
+
+def iter_lines(lines: Iterable[str]) -> Iterator[BenchmarkResult]:
+    """Like parse_lines, but yield each invocation as soon as the next one begins."""
     parser = _Parser()
+    results = parser.results
     for line in lines:
         parser.feed(line)
-    return parser.finish()
+        if results:
+            yield from results
+            results.clear()
+    yield from parser.finish()
+
+
+def iter_file(path: Path) -> Iterator[BenchmarkResult]:
+    """Like parse_file, but yield invocations one by one: memory stays flat for any log."""
+    path = Path(path)
+    try:
+        fh = open(path, encoding="utf-8", errors="replace", newline="")
+    except IsADirectoryError as exc:
+        raise InputError(f"{path}: is a directory, not a log file") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return _iter_open_file(path, fh)
+
+
+def _iter_open_file(path: Path, fh: IO[str]) -> Iterator[BenchmarkResult]:
+    with fh:
+        try:
+            yield from iter_lines(_iter_lines(fh))
+        except OSError as exc:  # e.g. EIO while reading
+            raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def _iter_lines(fh: IO[str]) -> Iterator[str]:
@@ -566,14 +591,13 @@ _START, _PARAMS, _INIT, _RUN, _SUMMARY, _POST = 1, 2, 3, 4, 5, 6
 
 def _num(text: str) -> Number | None:
     """A number exactly as printed: int when integral in the text, else float."""
+    if text.isdecimal():  # what int() accepts; isdigit() would let "²" through
+        return int(text)
     text = text.rstrip("%,;")
-    try:
-        if _INT.fullmatch(text):
-            return int(text)
-        if _NUM_TOKEN.fullmatch(text) or text.lower().lstrip("+-") in ("nan", "inf"):
-            return float(text)
-    except ValueError:
-        pass
+    if _INT.fullmatch(text):
+        return int(text)
+    if _NUM_TOKEN.fullmatch(text) or text.lower().lstrip("+-") in ("nan", "inf"):
+        return float(text)
     return None
 
 
@@ -643,6 +667,7 @@ class _Run:
         "section",
         "table",
         "columns",
+        "colidx",
         "in_subgraph",
         "failure_lines",
         "fatal",
@@ -665,6 +690,7 @@ class _Run:
         self.section: OpProfile | None = None
         self.table: str | None = None
         self.columns: list[str] | None = None
+        self.colidx: tuple[int, ...] | None = None
         self.in_subgraph = False
         self.failure_lines = False
         self.fatal = False
@@ -679,6 +705,9 @@ class _Parser:
     def __init__(self) -> None:
         self.results: list[BenchmarkResult] = []
         self.run = _Run()
+        self._handlers = {
+            name: getattr(self, "_on_" + name) for name in _DISPATCH.groupindex if name
+        }
 
     # ---- plumbing
 
@@ -702,27 +731,38 @@ class _Parser:
     def feed(self, line: str) -> None:
         if len(line) > MAX_LINE:
             line = line[:MAX_LINE]
-        line = line.rstrip("\r\n")
-        if "STARTING!" in line or ": " in line:
-            parts = _GLUED.split(line)
-            if len(parts) > 1:
-                for part in parts:
-                    self._line(part)
-                return
-        self._line(line)
+        self._line(line.rstrip("\r\n"))
 
     def _line(self, line: str) -> None:
         run = self.run
         m = _PREFIX.match(line)
-        raw = line[m.end() :]
+        end = m.end()
+        if end:
+            raw = line[end:]
+            sev, lvl1, lvl2, tag1, tag2 = m.group("sev", "lvl1", "lvl2", "tag1", "tag2")
+            lvl = lvl1 or lvl2
+            tag = tag1 or tag2
+        else:
+            raw = line
+            sev = lvl = tag = None
         msg = raw.strip()
         if not msg:
             run.table = None
             run.continuation = 0
             return
-        sev = m.group("sev")
-        lvl = m.group("lvl1") or m.group("lvl2")
-        tag = m.group("tag1") or m.group("tag2")
+        if (
+            "INFO: " in msg
+            or "ERROR: " in msg
+            or "WARN" in msg
+            or "STARTING!" in msg
+            or "VERBOSE: " in msg
+            or "FATAL: " in msg
+        ):
+            parts = _GLUED.split(msg)
+            if len(parts) > 1:  # tool lines glued to the end of another line
+                for part in parts:
+                    self._line(part)
+                return
         if tag and not _OUR_TAGS.search(tag):
             # another app's logcat line; only a crash of the tool itself matters
             if "Fatal signal" in msg and "benchmark" in msg:
@@ -735,7 +775,7 @@ class _Parser:
         d = _DISPATCH.match(msg)
         if d is not None:
             run.continuation = 0
-            getattr(self, "_on_" + d.lastgroup)(run, msg, sev)
+            self._handlers[d.lastgroup](run, msg, sev)
             return
         if sev in ("ERROR", "FATAL") or lvl in ("E", "F"):
             self._error(run, msg, fatal=sev == "FATAL" or lvl == "F")
@@ -798,9 +838,9 @@ class _Parser:
     def _command(self, run: _Run, msg: str) -> None:
         if run.content or run.result.command is not None:
             run = self._new()
-        run.result.command = msg[:1000]
+        run.result.command = sys.intern(msg[:1000])
         for k, v in _FLAG.findall(msg):
-            run.result.params.setdefault(k.replace("-", "_"), v)
+            run.result.params.setdefault(sys.intern(k.replace("-", "_")), sys.intern(v))
 
     def _echo(self, run: _Run, desc: str, value: str) -> None:
         key = desc.strip().lower()
@@ -811,7 +851,7 @@ class _Parser:
             return
         run = self._advance(run, _PARAMS, split_from=_INIT)
         # the echo is what the tool used: it wins over a command line we read
-        run.result.params[flag] = value
+        run.result.params[flag] = sys.intern(value) if len(value) <= 200 else value
 
     def _delegate_misc(self, run: _Run, msg: str) -> bool:
         m = _DELEGATE_CREATED.search(msg)
@@ -896,7 +936,7 @@ class _Parser:
 
     def _on_loaded(self, run: _Run, msg: str, sev: str | None) -> None:
         run = self._advance(run, _INIT, split_from=_RUN)
-        run.result.params.setdefault("graph", msg[len("Loaded model ") :].strip())
+        run.result.params.setdefault("graph", sys.intern(msg[len("Loaded model ") :].strip()))
 
     def _on_size(self, run: _Run, msg: str, sev: str | None) -> None:
         run = self._advance(run, _INIT, split_from=_RUN)
@@ -1053,7 +1093,7 @@ class _Parser:
             run.table = "by_node_type"
         else:
             run.table = "other"
-        run.columns = None
+        run.columns = run.colidx = None
 
     def _on_timings(self, run: _Run, msg: str, sev: str | None) -> None:
         run.table = None
@@ -1113,53 +1153,98 @@ class _Parser:
 
     def _table_row(self, run: _Run, raw: str, msg: str) -> bool:
         if "[node type]" in msg or "[Node type]" in msg:
-            run.columns = [c.strip().lower() for c in raw.split("\t") if c.strip()]
+            run.columns = [c.lower() for c in _HEADER_CELL.findall(msg)]
+            run.colidx = _column_index(run.columns, run.table)
             return True
         columns = run.columns
         if columns is None or run.section is None:
             return False
-        if run.in_subgraph or run.table == "other":
+        idx = run.colidx
+        if run.in_subgraph or idx is None:
             return True
-        fields = [f.strip() for f in raw.split("\t")]
-        fields = [f for f in fields if f]
+        fields = raw.split("\t")
         if len(fields) != len(columns):
-            fields = _split_spaced(msg, len(columns), "[name]" in columns)
-            if fields is None:
-                return False
-        row = dict(zip(columns, fields, strict=False))
+            fields = [f for f in (x.strip() for x in fields) if f]
+            if len(fields) != len(columns):
+                fields = _split_spaced(msg, len(columns), "[name]" in columns)
+                if fields is None:
+                    return False
         try:
             if run.table == "by_node_type":
+                t, c, a, p, cdf, mem, times = idx
                 run.section.by_node_type.append(
                     OpTypeRow(
-                        node_type=row["[node type]"],
-                        count=int(row["[count]"]),
-                        avg_ms=float(row["[avg ms]"]),
-                        percent=float(row["[avg %]"].rstrip("%")),
-                        cdf_percent=float(row["[cdf %]"].rstrip("%")),
-                        mem_kb=float(row["[mem kb]"]),
-                        times_called=int(row["[times called]"]),
+                        sys.intern(fields[t].strip()),
+                        int(fields[c]),
+                        float(fields[a]),
+                        float(fields[p].rstrip().rstrip("%")),
+                        float(fields[cdf].rstrip().rstrip("%")),
+                        float(fields[mem]),
+                        int(fields[times]),
                     )
                 )
             else:
-                start = row.get("[start]")
+                t, start, first, a, p, cdf, mem, times, name = idx
                 op = OpRow(
-                    node_type=row["[node type]"],
-                    first_ms=float(row["[first]"]),
-                    avg_ms=float(row["[avg ms]"]),
-                    percent=float(row["[%]"].rstrip("%")),
-                    cdf_percent=float(row["[cdf%]"].rstrip("%")),
-                    mem_kb=float(row["[mem kb]"]),
-                    times_called=int(row["[times called]"]),
-                    name=row.get("[name]", ""),
-                    start_ms=float(start) if start is not None else None,
+                    sys.intern(fields[t].strip()),
+                    float(fields[first]),
+                    float(fields[a]),
+                    float(fields[p].rstrip().rstrip("%")),
+                    float(fields[cdf].rstrip().rstrip("%")),
+                    float(fields[mem]),
+                    int(fields[times]),
+                    fields[name].strip() if name >= 0 else "",
+                    float(fields[start]) if start >= 0 else None,
                 )
-                target = (
-                    run.section.run_order if run.table == "run_order" else run.section.top_by_time
-                )
-                target.append(op)
-        except (KeyError, ValueError):
+                if run.table == "run_order":
+                    run.section.run_order.append(op)
+                else:
+                    run.section.top_by_time.append(op)
+        except ValueError:
             return False  # a cut or foreign row: not ours
         return True
+
+
+_HEADER_CELL = re.compile(r"\[[^\]]*\]")
+_RUN_ORDER_COLUMNS = (
+    "[node type]",
+    "[start]",
+    "[first]",
+    "[avg ms]",
+    "[%]",
+    "[cdf%]",
+    "[mem kb]",
+    "[times called]",
+    "[name]",
+)
+_BY_TYPE_COLUMNS = (
+    "[node type]",
+    "[count]",
+    "[avg ms]",
+    "[avg %]",
+    "[cdf %]",
+    "[mem kb]",
+    "[times called]",
+)
+
+
+def _column_index(columns: list[str], table: str | None) -> tuple[int, ...] | None:
+    """Where each field we keep sits in a table's header; None for tables we do not keep."""
+    wanted = {"by_node_type": _BY_TYPE_COLUMNS, "run_order": _RUN_ORDER_COLUMNS}.get(
+        "run_order" if table == "top_by_time" else table or ""
+    )
+    if wanted is None:
+        return None
+    optional = ("[start]", "[name]")
+    idx = []
+    for name in wanted:
+        if name in columns:
+            idx.append(columns.index(name))
+        elif name in optional:
+            idx.append(-1)
+        else:
+            return None
+    return tuple(idx)
 
 
 def _split_spaced(msg: str, n: int, has_name: bool) -> list[str] | None:

@@ -45,6 +45,7 @@ def test_random_bytes_never_raise(data: bytes) -> None:
                 "INFO: count=3 first=1 curr=2 min=1 max=3 avg=2 std=1",
                 "count=",
                 "count=x curr=",
+                "count=\u00b2 curr=\u00b3 avg=\u0661.\u0665",
                 "Inference timings in us: Init: , First inference: x,,",
                 "Average inference timings in us: Warmup: 1e999, Init: nan",
                 "Memory footprint delta from the start of the tool (MB): init=inf overall=-nan",
