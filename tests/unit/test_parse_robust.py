@@ -199,3 +199,30 @@ def test_failure_kinds(kind: str, text: str) -> None:
     (result,) = parse_lines(text.split("|"))
     assert (result.status, result.failure_kind) == ("failed", kind)
     assert result.errors or kind == "crashed"  # the tool's own words are kept
+
+
+def test_iter_lines_yields_each_run_before_reading_the_rest() -> None:
+    from farm.bench.parse import iter_lines
+
+    text = LOG_001.read_text(encoding="utf-8")
+    consumed = 0
+
+    def lines():
+        nonlocal consumed
+        for _ in range(3):
+            for line in text.splitlines():
+                consumed += 1
+                yield line
+
+    stream = iter_lines(lines())
+    first = next(stream)
+    assert first.init_us == 87639
+    assert consumed < 2 * len(text.splitlines())  # the second run had just begun
+    assert len(list(stream)) == 2
+
+
+def test_iter_file_reports_unreadable_input_at_once(tmp_path: Path) -> None:
+    from farm.bench.parse import iter_file
+
+    with pytest.raises(InputError, match="gone.log"):
+        iter_file(tmp_path / "gone.log")  # before any iteration
