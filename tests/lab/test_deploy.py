@@ -6,6 +6,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,8 @@ from farm.errors import (
     InputError,
 )
 from farm.sim.lab import DEFAULT_PHONE_OS
-from farm.sim.testing import AdbServer
-from tests.lab.conftest import PHONE_OS
+from farm.sim.testing import AdbServer, bundled_adb
+from tests.lab.conftest import PHONE_OS, lab_starter
 from tests.unit.test_binaries import ANDROID_BUILDS, EM_AARCH64, make_elf
 
 pytestmark = pytest.mark.lab
@@ -39,13 +40,33 @@ needs_confined_os = pytest.mark.skipif(
 
 @pytest.fixture
 def phone(adb_server: AdbServer, start_lab) -> tuple[Device, object]:
+    """A phone of its own, for tests that inject faults or change its properties."""
     lab = start_lab(["pixel_7"])
     (p,) = lab.phones
     return get_server(f"127.0.0.1:{adb_server.port}").device(p.serial), lab
 
 
-def test_shell_exit_codes_and_output(phone) -> None:
-    device, _ = phone
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AdbServer, object]]:
+    server = AdbServer(bundled_adb()).start()
+    start, labs = lab_starter(server, tmp_path_factory.mktemp("shared"))
+    try:
+        yield server, start(["pixel_7"])
+    finally:
+        for lab in labs:
+            lab.down()
+        server.stop()
+
+
+@pytest.fixture
+def shared(shared_lab) -> tuple[Device, object]:
+    """A fresh handle on a phone the tests of this module share (they leave it as it was)."""
+    server, lab = shared_lab
+    return get_server(f"127.0.0.1:{server.port}").device(lab.phones[0].serial), lab
+
+
+def test_shell_exit_codes_and_output(shared) -> None:
+    device, _ = shared
     result = device.shell("echo out; echo err >&2; exit 7", timeout=10)
     assert result.exit_code == 7 and not result.ok
     assert sorted(result.output.split()) == ["err", "out"]
@@ -60,15 +81,15 @@ def test_shell_exit_codes_and_output(phone) -> None:
     assert "exit code 3: nope" in str(err.value)
 
 
-def test_quoted_arguments_execute_nothing(phone) -> None:
-    device, _ = phone
+def test_quoted_arguments_execute_nothing(shared) -> None:
+    device, _ = shared
     out = device.shell(join_command(["printf", "%s|", NASTY, "`id`", "a;b"]), timeout=10)
     assert out.output == f"{NASTY}|`id`|a;b|"
     assert device.stat("/data/local/tmp/pwned") is None
 
 
-def test_total_deadline_beats_trickling_output(phone) -> None:
-    device, _ = phone
+def test_total_deadline_beats_trickling_output(shared) -> None:
+    device, _ = shared
     start = time.monotonic()
     with pytest.raises(DeviceTimeout) as err:
         # Output every 0.2 s keeps an idle timeout happy; only a total deadline stops this.
@@ -87,8 +108,8 @@ def test_total_deadline_beats_trickling_output(phone) -> None:
         pytest.fail(f"device process left running:\n{ps}")
 
 
-def test_push_stat_pull_and_missing_files(phone, tmp_path: Path) -> None:
-    device, _ = phone
+def test_push_stat_pull_and_missing_files(shared, tmp_path: Path) -> None:
+    device, _ = shared
     data = os.urandom(200_000) + b"end"
     remote = "/data/local/tmp/farm/test/blob.bin"
     assert device.stat(remote) is None
@@ -108,8 +129,8 @@ def test_push_stat_pull_and_missing_files(phone, tmp_path: Path) -> None:
     assert not missing.exists() and list(pulled.iterdir()) == [back]  # no folder, no partial
 
 
-def test_ensure_model_is_content_addressed(phone, tmp_path: Path) -> None:
-    device, _ = phone
+def test_ensure_model_is_content_addressed(shared, tmp_path: Path) -> None:
+    device, _ = shared
     model = tmp_path / NASTY_FILE
     model.write_bytes(os.urandom(150_000))
     sha = sha256_file(model)
@@ -162,8 +183,8 @@ def test_disk_full_and_hang_are_typed(phone, tmp_path: Path) -> None:
     assert device.shell("echo back", timeout=20).output == "back\n"  # and it recovers
 
 
-def test_getprops_is_one_cached_call(phone) -> None:
-    device, _ = phone
+def test_getprops_is_one_cached_call(shared) -> None:
+    device, _ = shared
     props = device.getprops()
     assert props["ro.product.model"] == "Pixel 7"
     props["ro.product.model"] = "changed"  # a copy
@@ -197,8 +218,8 @@ def test_binary_from_cache_is_checked_and_pushed_once(phone, tmp_path: Path) -> 
 
 
 @needs_confined_os
-def test_device_binary_beats_cache_and_config_beats_both(phone, tmp_path: Path) -> None:
-    device, _ = phone
+def test_device_binary_beats_cache_and_config_beats_both(shared, tmp_path: Path) -> None:
+    device, _ = shared
     own = device.getprops().get("debug.farm.benchmark_model")
     if not own:
         pytest.skip("the phone OS sets no debug.farm.benchmark_model")
@@ -219,8 +240,8 @@ def test_device_binary_beats_cache_and_config_beats_both(phone, tmp_path: Path) 
 
 
 @needs_confined_os
-def test_nasty_device_path_through_the_shell(phone) -> None:
-    device, _ = phone
+def test_nasty_device_path_through_the_shell(shared) -> None:
+    device, _ = shared
     remote = f"{paths.MODELS}/{NASTY}"
     device.push(b"model bytes", remote, timeout=10)
     out = device.shell(join_command(["cat", remote]), timeout=10, check=True)
@@ -230,8 +251,8 @@ def test_nasty_device_path_through_the_shell(phone) -> None:
     assert device.stat("/data/local/tmp/pwned") is None
 
 
-def test_shell_v1_fallback_keeps_exit_codes(phone) -> None:
-    device, _ = phone
+def test_shell_v1_fallback_keeps_exit_codes(shared) -> None:
+    device, _ = shared
     device._features = frozenset({"cmd"})  # as a device without shell_v2 would advertise
     result = device.shell("echo one; exit 5", timeout=10)
     assert (result.exit_code, result.output) == (5, "one\n")
@@ -265,8 +286,8 @@ def test_both_adb_builds(adb_server_any: AdbServer, start_lab_any) -> None:
     assert device.stat("/data/local/tmp/farm/t.bin").size == 100_000
 
 
-def test_host_side_problems_are_input_errors(phone, tmp_path: Path) -> None:
-    device, _ = phone
+def test_host_side_problems_are_input_errors(shared, tmp_path: Path) -> None:
+    device, _ = shared
     with pytest.raises(InputError, match="missing.tflite: cannot read"):
         ensure_model(device, tmp_path / "missing.tflite", "0" * 64)
     with pytest.raises(InputError, match="cannot read"):
