@@ -344,7 +344,12 @@ def locate_phone(environ: dict[str, str] | None = None) -> Phone:
     state_dir = env.get("FARM_SIM_STATE")
     if state_dir:
         state = Path(state_dir)
-        profile = Profile.model_validate_json((state / "profile.json").read_text("utf-8"))
+        source = state / "profile.json"
+        try:
+            profile = Profile.model_validate_json(source.read_text("utf-8"))
+        except ValueError as exc:  # pydantic.ValidationError
+            lines = str(exc).splitlines()
+            raise FarmError(f"{source}: invalid device profile: {' '.join(lines[:3])}") from None
         engine_file = state / "engine"
         engine = engine_file.read_text("utf-8").strip() if engine_file.exists() else "litert"
         scale_file = state / "time_scale"
@@ -1264,7 +1269,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         phone = locate_phone()
     except (FarmError, OSError, ValueError) as exc:
-        out.error(f"farm virtual device: {exc}")
+        out.error(f"farm virtual device: {' '.join(str(exc).split())}")
         return 1
     out.raw(_engine_line(phone))
     with _Marker(phone) as marker:
