@@ -41,6 +41,7 @@ class ModelInfo(BaseModel):
     node_names: list[str]  # each node's first output tensor (how profilers label nodes)
     node_macs: list[int]  # estimated multiply-accumulates (or element ops) per node
     subgraph_count: int
+    signatures: list[str]  # signature keys, e.g. ["serving_default"]
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     quantized: bool  # most ops compute on int8/uint8/int16 tensors
@@ -145,6 +146,10 @@ class _Graph:
             else:
                 codes.append(op_names.get(builtin, f"BUILTIN_{builtin}"))
         self.subgraph_count: int = model.SubgraphsLength()
+        self.signatures = [
+            (model.SignatureDefs(i).SignatureKey() or b"").decode("utf-8", "replace")
+            for i in range(model.SignatureDefsLength())
+        ]
         self.ops: list[str] = []
         self.node_names: list[str] = []
         self.node_macs: list[int] = []
@@ -208,6 +213,7 @@ def inspect_model(path: str | Path, *, verify: bool = True) -> ModelInfo:
         node_names=graph.node_names,
         node_macs=graph.node_macs,
         subgraph_count=graph.subgraph_count,
+        signatures=graph.signatures,
         inputs=graph.inputs,
         outputs=graph.outputs,
         quantized=graph.quantized,

@@ -573,6 +573,29 @@ class Benchmark:
         self.out.info(f"Loaded model {graph}")
         return model
 
+    def check_signature(self, model: ModelInfo) -> None:
+        """--list_signatures and --signature_to_run_for, as the tool handles them in Init()."""
+        out, keys = self.out, model.signatures
+        if self.p["list_signatures"]:
+            out.info(f"The Model contains {len(keys)} signature key(s).")
+            if keys:
+                out.info("They are listed below: ")
+            for key in keys:
+                out.info(f"-> Signature Key: {key}")
+            raise Failed
+        wanted = self.p["signature_to_run_for"]
+        if wanted and not keys:
+            out.error("Signature key is specified, but the model does not have any signatures.")
+            raise Failed
+        if (wanted and wanted not in keys) or (not wanted and len(keys) > 1):
+            out.error(
+                "Signature not specified or incorrect. Pass one of the following to the flag "
+                '"--signature_to_run_for"'
+            )
+            for key in keys:
+                out.error(f" #> Signature key: {key}")
+            raise Failed
+
     # ---------------------------------------------------------------- delegates
 
     def _requested(self) -> list[str]:
@@ -992,6 +1015,7 @@ class Benchmark:
         model = self.load_model()
         self.model_quantized = model.quantized
         out.runtime("INFO", "Initialized TensorFlow Lite runtime.")
+        self.check_signature(model)
         created = self.create_delegates()
         ex = self.apply_delegates(model, created)
         if phone.engine == "litert":

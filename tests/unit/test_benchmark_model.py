@@ -601,3 +601,23 @@ def test_two_delegates_apply_in_flag_order(tmp_path: Path) -> None:
         engine="model",
     )
     assert "Replacing 1 out of 3 node(s) with delegate (TfLiteNnapiDelegate)" in proc.stdout
+
+
+def test_signatures(tmp_path: Path) -> None:
+    listed = run_tool(tmp_path / "a", [f"--graph={TINY}", "--list_signatures=true"], engine="model")
+    assert listed.returncode == 1
+    assert (
+        "INFO: The Model contains 1 signature key(s).\nINFO: They are listed below: \n"
+        "INFO: -> Signature Key: serving_default\n" in listed.stdout
+    )
+    wrong = run_tool(
+        tmp_path / "b", [f"--graph={TINY}", "--signature_to_run_for=train", *SHORT], engine="model"
+    )
+    assert wrong.returncode == 1
+    assert "ERROR:  #> Signature key: serving_default" in wrong.stdout
+    right = run_tool(
+        tmp_path / "c",
+        [f"--graph={TINY}", "--signature_to_run_for=serving_default", *SHORT],
+        engine="model",
+    )
+    assert right.returncode == 0 and "INFO: Signature to run: [serving_default]" in right.stdout

@@ -55,7 +55,7 @@ def test_inspect_float_mobilenet() -> None:
     assert [(t.shape, t.dtype) for t in info.inputs] == [([1, 128, 128, 3], "float32")]
     assert [(t.shape, t.dtype) for t in info.outputs] == [([1, 1000], "float32")]
     assert info.quantized is False
-    assert info.subgraph_count == 1
+    assert info.subgraph_count == 1 and info.signatures == ["serving_default"]
 
 
 def test_inspect_int8_mobilenet_is_quantized_with_the_same_graph() -> None:
