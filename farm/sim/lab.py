@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -455,7 +456,7 @@ class Lab:
         if self.started_adb_server and _port_in_use(self.adb_port):
             with contextlib.suppress(LabError):
                 self.adb("kill-server", timeout=10)
-        shutil.rmtree(self.dir / "phones", ignore_errors=True)
+        _remove_tree(self.dir / "phones")
         shutil.rmtree(self.dir / "hosts", ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             (self.dir / STATE_FILE).unlink()
@@ -497,6 +498,17 @@ class Lab:
             started_adb_server=data.get("started_adb_server", False),
             env=dict(os.environ),
         )
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a folder of phone roots, the roots in parallel (unlinking is slow on some disks)."""
+    try:
+        parts = list(path.iterdir())
+    except OSError:
+        return
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda p: shutil.rmtree(p, ignore_errors=True), parts))
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _unauthorized_indexes(faults: dict[int, list[tuple[str, dict[str, Any]]]] | None) -> set[int]:
@@ -551,16 +563,23 @@ async def _host_main(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        for index, name in enumerate(args.profiles):
-            profile = get_profile(name)
-            sock = _bind_phone_socket()
-            port = sock.getsockname()[1]
-            serial = f"127.0.0.1:{port}"
+        sockets = [_bind_phone_socket() for _ in args.profiles]
+
+        def make_os(index: int) -> Any:
+            port = sockets[index].getsockname()[1]
             root = directory / "phones" / f"127.0.0.1_{port}"
             root.mkdir(parents=True, exist_ok=True)
-            phone_os = phone_os_class(serial, profile, root, engine=args.engine)
-            phone = VirtualPhone(phone_os, profile, port)
-            for kind, options in json.loads(args.faults).get(str(index), []):
+            profile = get_profile(args.profiles[index])
+            return phone_os_class(f"127.0.0.1:{port}", profile, root, engine=args.engine)
+
+        # Phone roots are written in parallel: creating many small files is slow on some disks.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            systems = list(pool.map(make_os, range(len(args.profiles))))
+        start_faults = json.loads(args.faults)
+        for index, (sock, phone_os) in enumerate(zip(sockets, systems, strict=True)):
+            profile = get_profile(args.profiles[index])
+            phone = VirtualPhone(phone_os, profile, sock.getsockname()[1])
+            for kind, options in start_faults.get(str(index), []):
                 await apply_fault(phone, kind, **options)
             await phone.start(sock)
             phones.append(phone)
