@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ import site
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,7 @@ SHELL_UID = 2000  # Android's `shell` user
 INIT_TIMEOUT_S = 10.0
 KILL_WAIT_S = 5.0
 MIB = 1024 * 1024
+NS_GET_USERNS = 0xB701  # ioctl: the user namespace owning a namespace
 
 _warned_unconfined = False
 
@@ -77,6 +80,7 @@ def bubblewrap_available() -> bool:
     return all(shutil.which(tool) for tool in ("bwrap", "nsenter", "setpriv"))
 
 
+@lru_cache(maxsize=1)
 def _python_image() -> tuple[Path, str, list[Path], Path]:
     """(Python prefix, executable name, site-packages folders, farm package folder) to expose."""
     import farm
@@ -105,7 +109,11 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 class PhoneOS:
-    """The device side of one virtual phone below the adb protocol: files, processes, state."""
+    """The device side of one virtual phone below the adb protocol: files, processes, state.
+
+    `confine`: None confines with bubblewrap when it is installed (warning once otherwise);
+    False runs unconfined on purpose.
+    """
 
     def __init__(
         self,
@@ -126,6 +134,7 @@ class PhoneOS:
         self._init: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None  # host pid of the sandbox's pid 1
         self._groups: set[int] = set()
+        self._userns_fds: tuple[int, ...] = ()  # (owner of the namespaces, the sandbox's own)
         self._temps = [zone.idle_c for zone in profile.thermal]
         self._busy = False
         self._prepare()
@@ -449,12 +458,24 @@ class PhoneOS:
                 self._stop_init()
             last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise RuntimeError(f"bwrap did not start: {last[0]}") from None
+        # The namespaces belong to the user namespace bwrap made first; the sandbox's uid
+        # lives in a second one nested in it (when bwrap changes the uid). Commands enter both.
+        mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+        try:
+            owner = fcntl.ioctl(mnt, NS_GET_USERNS)
+        finally:
+            os.close(mnt)
+        inner = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
+        self._userns_fds = (owner, inner)
         self._init_pid = pid
         log.debug("%s: sandbox init is host pid %d", self.serial, pid)
         return pid
 
     def _stop_init(self) -> None:
         init, self._init, pid, self._init_pid = self._init, None, self._init_pid, None
+        for fd in self._userns_fds:
+            os.close(fd)
+        self._userns_fds = ()
         if pid is not None:
             try:
                 os.kill(pid, signal.SIGKILL)  # pid 1 of the namespace: every process in it dies
@@ -496,19 +517,23 @@ class PhoneOS:
         shell = ["/system/bin/sh", "-c", command] if command is not None else ["/system/bin/sh"]
         init_pid = self._ensure_init()
         full_env = self._env(env)
+        pass_fds: tuple[int, ...] = ()
         if init_pid is not None:
+            nsenter = shutil.which("nsenter") or "nsenter"
+            owner, inner = pass_fds = self._userns_fds
             argv = [
-                shutil.which("nsenter") or "nsenter",
+                nsenter,
+                f"--user=/proc/self/fd/{owner}",
                 f"--target={init_pid}",
-                "--all",
+                *("--mount", "--pid", "--net", "--ipc", "--uts"),
                 "--preserve-credentials",
-                "-r",
-                "-w",
-                shutil.which("setpriv") or "setpriv",
-                "--inh-caps=-all",
-                "--no-new-privs",
-                *shell,
+                "--root",
+                "--wd",
             ]
+            if os.fstat(owner).st_ino != os.fstat(inner).st_ino:
+                argv += [nsenter, f"--user=/proc/self/fd/{inner}", "--preserve-credentials"]
+            argv += [shutil.which("setpriv") or "setpriv", "--inh-caps=-all", "--no-new-privs"]
+            argv += shell
             cwd = None
         else:
             argv = [str(self.root / "system/bin/sh"), *shell[1:]]
@@ -521,6 +546,7 @@ class PhoneOS:
             env=full_env,
             cwd=cwd,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         self._prune_groups()
         self._groups.add(proc.pid)
