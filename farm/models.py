@@ -136,8 +136,15 @@ class _Graph:
         op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
         type_names = {v: k.lower() for k, v in vars(schema.TensorType).items() if k.isupper()}
         model = schema.Model.GetRootAs(data, 0)
+
+        def n(length: int) -> int:
+            """A vector length, refused when the buffer cannot hold it (damaged file)."""
+            if not 0 <= length <= len(data) // 4:
+                raise ValueError(f"vector length {length} out of range")
+            return length
+
         codes: list[str] = []
-        for i in range(model.OperatorCodesLength()):
+        for i in range(n(model.OperatorCodesLength())):
             code = model.OperatorCodes(i)
             builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
             if builtin == schema.BuiltinOperator.CUSTOM:
@@ -145,10 +152,10 @@ class _Graph:
                 codes.append(custom.decode("utf-8", "replace") if custom else "CUSTOM")
             else:
                 codes.append(op_names.get(builtin, f"BUILTIN_{builtin}"))
-        self.subgraph_count: int = model.SubgraphsLength()
+        self.subgraph_count: int = n(model.SubgraphsLength())
         self.signatures = [
             (model.SignatureDefs(i).SignatureKey() or b"").decode("utf-8", "replace")
-            for i in range(model.SignatureDefsLength())
+            for i in range(n(model.SignatureDefsLength()))
         ]
         self.ops: list[str] = []
         self.node_names: list[str] = []
@@ -160,12 +167,16 @@ class _Graph:
             return
         graph = model.Subgraphs(0)
 
+        tensor_count = n(graph.TensorsLength())
+
         def tensor(index: int) -> TensorInfo:
+            if not 0 <= index < tensor_count:
+                raise ValueError(f"tensor index {index} out of range")
             t = graph.Tensors(index)
-            if t.ShapeSignatureLength():
+            if n(t.ShapeSignatureLength()):
                 shape = [int(x) for x in t.ShapeSignatureAsNumpy()]
             else:
-                shape = [int(x) for x in t.ShapeAsNumpy()] if t.ShapeLength() else []
+                shape = [int(x) for x in t.ShapeAsNumpy()] if n(t.ShapeLength()) else []
             return TensorInfo(
                 name=(t.Name() or b"").decode("utf-8", "replace"),
                 shape=shape,
@@ -176,19 +187,19 @@ class _Graph:
             return [int(x) for x in as_numpy()] if length else []
 
         integer_ops = 0
-        for i in range(graph.OperatorsLength()):
+        for i in range(n(graph.OperatorsLength())):
             op = graph.Operators(i)
             name = codes[op.OpcodeIndex()]
             self.ops.append(name)
-            outs = [tensor(x) for x in indices(op.OutputsLength(), op.OutputsAsNumpy) if x >= 0]
-            ins = [tensor(x) for x in indices(op.InputsLength(), op.InputsAsNumpy) if x >= 0]
+            outs = [tensor(x) for x in indices(n(op.OutputsLength()), op.OutputsAsNumpy) if x >= 0]
+            ins = [tensor(x) for x in indices(n(op.InputsLength()), op.InputsAsNumpy) if x >= 0]
             self.node_names.append(outs[0].name if outs else "")
             self.node_macs.append(_macs(name, ins, outs))
             if ins and ins[0].dtype in _INTEGER_ACTIVATIONS:
                 integer_ops += 1
         self.quantized = integer_ops * 2 > len(self.ops)
-        self.inputs = [tensor(i) for i in indices(graph.InputsLength(), graph.InputsAsNumpy)]
-        self.outputs = [tensor(i) for i in indices(graph.OutputsLength(), graph.OutputsAsNumpy)]
+        self.inputs = [tensor(i) for i in indices(n(graph.InputsLength()), graph.InputsAsNumpy)]
+        self.outputs = [tensor(i) for i in indices(n(graph.OutputsLength()), graph.OutputsAsNumpy)]
 
 
 def inspect_model(path: str | Path, *, verify: bool = True) -> ModelInfo:

@@ -147,3 +147,28 @@ def test_garbage_never_crashes_the_process(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("refused") == len(paths)
+
+
+def test_damaged_models_read_without_litert_never_hang_or_escape(tmp_path: Path) -> None:
+    """The model engine reads flatbuffers without LiteRT: damage gives a ModelError or a result."""
+    import random
+
+    source = TINY.read_bytes()
+    rng = random.Random(7)
+    refused = 0
+    for k in range(200):
+        data = bytearray(source)
+        for _ in range(rng.randint(1, 20)):
+            data[rng.randrange(8, len(data))] = rng.randrange(256)
+        if k % 3 == 0:
+            data = data[: rng.randrange(8, len(data))]
+        path = tmp_path / f"damaged{k}.tflite"
+        path.write_bytes(bytes(data))
+        try:
+            info = inspect_model(path, verify=False)
+        except ModelError as exc:
+            refused += 1
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+        else:
+            assert len(info.op_sequence) == len(info.node_macs) == len(info.node_names)
+    assert refused > 0
