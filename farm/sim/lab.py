@@ -579,9 +579,9 @@ async def _host_main(args: argparse.Namespace) -> None:
         for index, (sock, phone_os) in enumerate(zip(sockets, systems, strict=True)):
             profile = get_profile(args.profiles[index])
             phone = VirtualPhone(phone_os, profile, sock.getsockname()[1])
+            await phone.start(sock)
             for kind, options in start_faults.get(str(index), []):
                 await apply_fault(phone, kind, **options)
-            await phone.start(sock)
             phones.append(phone)
             background.append(asyncio.create_task(phone_os.background()))
         by_serial = {p.serial: p for p in phones}

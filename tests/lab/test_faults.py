@@ -62,6 +62,13 @@ def test_drop_ends_a_running_shell_and_the_phone_comes_back(start_lab, adb_serve
     assert shell.wait(timeout=30) != 0  # adb 36 exits 255 when the device goes away
     lab.wait_state(serial, "device")
     assert adb_server.adb("-s", serial, "shell", "echo again").stdout == "again\n"
+    # adbutils' v1 shell stream just ends: the partial output, and no error.
+    conn = adb_server.client().device(serial).shell("echo up; sleep 60", stream=True)
+    assert conn.read(3) == b"up\n"
+    lab.fault(serial, "drop")
+    assert conn.read_until_close() == ""
+    conn.close()
+    lab.wait_state(serial, "device")
 
 
 def test_die_after_bytes_fails_push_in_adb_and_adbutils(start_lab, adb_server, tmp_path: Path):
