@@ -15,8 +15,11 @@ command enters them (`nsenter`) as uid 2000 without capabilities, cwd `/`. Insid
   `/etc/passwd`, no `/home`, no repository, no host network.
 
 Detached jobs (`nohup cmd &`) run in a session of their own, so they outlive the shell and the
-adb stream that started them, as on a phone; `kill_all` (reboot, phone death, lab down) kills the
-init and with it the whole pid namespace.
+adb stream that started them, as on a phone (`kill_group` on a closed stream reaches the shell's
+process group only; a job still between `&` and its nohup at that instant dies with it).
+`kill_all` (reboot, phone death, lab down) kills the init and with it the whole pid namespace.
+The sandbox dies with the thread that first spawned into it (bwrap --die-with-parent): spawn
+from the event loop's thread. Needs bwrap, and nsenter and setpriv from util-linux.
 
 `state_dir` (`root/state`, `/data/vendor/farm_sim` inside, named by FARM_SIM_STATE) is shared
 with the `benchmark_model` stand-in: profile.json, engine, faults.json and running/ (one file per
@@ -696,5 +699,8 @@ class PhoneOS:
         while True:
             await asyncio.sleep(self.tick_s)
             now = time.monotonic()
-            self.tick(now - last)
+            try:
+                self.tick(now - last)
+            except OSError as exc:  # the phone's folder is going away (lab down)
+                log.debug("%s: thermal update skipped: %s", self.serial, exc)
             last = now
