@@ -46,8 +46,7 @@ class RunnerOptions:
     grace_s: float = 60.0  # how long a device may stay unreachable before it counts as lost
     command_timeout_s: float = 30.0  # one short shell command
     transfer_timeout_s: float = 600.0  # one push or pull
-    poll_s: float = 0.2  # first poll interval; grows to poll_max_s
-    poll_max_s: float = 2.0
+    wait_chunk_s: float = 2.0  # longest single wait on the device between stop checks
     kill_wait_s: float = 2.0  # between SIGTERM and SIGKILL
 
 
@@ -402,28 +401,35 @@ class _DeviceWorker(threading.Thread):
         )
 
     def _wait(self, pid: int, t0: float) -> bool:
-        """Poll until the process ends; kill it at the deadline. True when it timed out."""
+        """Wait until the process ends; kill it at the deadline. True when it timed out.
+
+        Each probe waits on the device for up to `wait_chunk_s`, so the end of a run is seen
+        within a tenth of a second without a stream of adb calls.
+        """
         deadline = t0 + self.opt.run_deadline_s
-        interval = self.opt.poll_s
-        probe = f"kill -0 {pid} 2>/dev/null && echo running || echo ended"
         while True:
             if self.runner.stop_event.is_set():
                 self._kill(pid)
                 raise Interrupted
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 self._kill(pid)
                 return True
+            chunk = min(self.opt.wait_chunk_s, left)
+            probe = (
+                f"i=0; while [ $i -lt {max(1, round(chunk / 0.1))} ] && kill -0 {pid} 2>/dev/null;"
+                f" do sleep 0.1; i=$((i+1)); done; kill -0 {pid} 2>/dev/null && echo running"
+                " || echo ended"
+            )
             try:
-                out = self._retry("poll", lambda: self._shell(probe)).output
+                out = self._retry(
+                    "wait", lambda p=probe, c=chunk: self._shell(p, timeout=c + 30)
+                ).output
             except Interrupted:
                 self._kill(pid)
                 raise
             if "ended" in out:
                 return False
-            wait = min(interval, max(0.0, deadline - time.monotonic()))
-            if self.runner.stop_event.wait(wait):
-                continue
-            interval = min(interval * 1.5, self.opt.poll_max_s)
 
     def _kill(self, pid: int) -> None:
         """SIGTERM the device process, then SIGKILL if it is still there; best effort."""
@@ -499,6 +505,7 @@ class _DeviceWorker(threading.Thread):
         parsed: Any = None,
         t0: float | None = None,
     ) -> dict[str, Any]:
+        local = self.runner.run_dir / log if log else None
         return cell_line(
             cell,
             info,
@@ -510,6 +517,7 @@ class _DeviceWorker(threading.Thread):
             parsed=parsed,
             started_at=started_at,
             duration_s=None if t0 is None else round(time.monotonic() - t0, 3),
+            simulated=bool(local and is_simulated(local)),
         )
 
 
@@ -525,6 +533,7 @@ def cell_line(
     parsed: Any = None,
     started_at: str | None = None,
     duration_s: float | None = None,
+    simulated: bool = False,
 ) -> dict[str, Any]:
     """The journal line of one cell (see farm.results.schema)."""
     from farm.results import schema
@@ -543,7 +552,7 @@ def cell_line(
         log=log,
         started_at=started_at,
         duration_s=duration_s,
-        simulated=bool((metrics or {}).get("simulated", False)),
+        simulated=simulated,
     )
 
 
@@ -569,6 +578,20 @@ def _remote_and_bytes(result: Any) -> tuple[str, int]:
     if isinstance(result, str):
         return result, 0
     return str(result.remote_path), int(getattr(result, "pushed_bytes", 0) or 0)
+
+
+def is_simulated(path: Path) -> bool:
+    """True when the log's opening lines say the tool is a virtual phone's stand-in."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return bool(_SIMULATED.search(head))
+
+
+# The first line the virtual phones' benchmark_model prints; real builds never print it.
+_SIMULATED = re.compile(r"^(?:INFO: )?farm virtual device .*benchmark_model stand-in", re.M)
 
 
 def _parse(path: Path) -> Any:

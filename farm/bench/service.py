@@ -78,13 +78,17 @@ def new_run_dir(output: str | Path) -> tuple[str, Path]:
 def run(
     config_path: Path | None = None,
     *,
+    config: Any = None,
     overrides: dict[str, Any] | None = None,
     resume: Path | None = None,
     progress: bool = True,
     grace_s: float = 60.0,
     warn: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run a benchmark matrix (or the missing cells of `resume`) and write the run folder."""
+    """Run a benchmark matrix (or the missing cells of `resume`) and write the run folder.
+
+    The matrix comes from `config` (a ready Config) or from `config_path` with `overrides`.
+    """
     from farm.android.discovery import discover
     from farm.bench.plan import make_plan
     from farm.bench.runner import DeviceJob, Runner, RunnerOptions, unsupported_lines
@@ -103,7 +107,7 @@ def run(
         if not isinstance(saved, dict):
             raise InputError(f"{resume}: the run header holds no config to resume from")
         config = Config.model_validate(saved)
-    else:
+    elif config is None:
         config = load_config(config_path, overrides=overrides or {})
 
     models = load_models(list(config.models))
