@@ -64,7 +64,7 @@ _BATTERY_CAPACITY_UAH = 4_000_000
 
 def device_props(profile: Profile, serial: str) -> dict[str, str]:
     """Every getprop value of a phone: the profile's, plus what a booted phone adds."""
-    props = dict(profile.props)
+    props = {key: value for key, value in profile.props.items() if value != ""}  # unset ones
     if serial and ":" not in serial:  # a TCP serial (host:port) is not a device serial number
         props["ro.serialno"] = serial
         props["ro.boot.serialno"] = serial

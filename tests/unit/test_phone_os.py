@@ -134,6 +134,7 @@ def test_device_props_serial_and_emulator():
     assert props["ro.kernel.qemu"] == "1"
     tcp = af.device_props(get_profile("pixel_7"), "127.0.0.1:5555")
     assert tcp["ro.serialno"] == get_profile("pixel_7").props["ro.serialno"]
+    assert "ro.kernel.qemu" not in tcp  # a phone does not have the property at all
 
 
 def test_build_prop_round_trip_keeps_equals_and_last_wins():
