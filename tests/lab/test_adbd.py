@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -135,3 +136,47 @@ def test_exec_out_is_raw(start_lab, adb_server):
         env=adb_server.env,
     )
     assert result.stdout == b"a\0b"
+
+
+def test_host_files_stay_out_of_reach_through_adb(start_lab, adb_server, tmp_path: Path):
+    serial = start_lab(["pixel_7"]).phones[0].serial
+    repo_file = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    result = adb_server.adb(
+        "-s", serial, "shell", f"cat /etc/passwd {repo_file}; echo x > {repo_file.parent}/pwned"
+    )
+    assert result.returncode != 0
+    assert "root:" not in result.stdout and "[project]" not in result.stdout
+    assert not (repo_file.parent / "pwned").exists()
+    pull = adb_server.adb("-s", serial, "pull", str(repo_file), str(tmp_path / "got"))
+    assert pull.returncode == 1 and not (tmp_path / "got").exists()
+    host_passwd = Path("/etc/passwd").read_bytes()
+    adb_server.adb("-s", serial, "pull", "/etc/passwd", str(tmp_path / "passwd"))
+    assert not (tmp_path / "passwd").exists() or (tmp_path / "passwd").read_bytes() != host_passwd
+
+
+def test_stand_in_runs_through_adb_shell(start_lab, adb_server):
+    serial = start_lab(["pixel_7"]).phones[0].serial
+    binary = adb_server.adb("-s", serial, "shell", "getprop debug.farm.benchmark_model").stdout
+    if not binary.strip():
+        pytest.skip("this phone OS carries no benchmark binary")
+    model = Path(__file__).resolve().parents[2] / "models" / "tiny_cnn_cumsum_float.tflite"
+    assert (
+        adb_server.adb("-s", serial, "push", str(model), "/data/local/tmp/t.tflite").returncode == 0
+    )
+    result = adb_server.adb(
+        "-s",
+        serial,
+        "shell",
+        binary.strip(),
+        "--graph=/data/local/tmp/t.tflite",
+        "--use_gpu=true",
+        "--num_runs=3",
+        "--warmup_runs=1",
+        "--min_secs=0",
+        "--warmup_min_secs=0",
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "Inference timings in us: Init:" in output
+    # CUMSUM is outside the Pixel 7 GPU op set: the delegate takes only part of the graph.
+    assert re.search(r"Replacing \d+ out of \d+ node\(s\) with delegate .* \d+ partitions", output)
