@@ -349,3 +349,18 @@ def test_missing_bubblewrap_warns(tmp_path: Path, monkeypatch, caplog):
         phone = PhoneOS("W", get_profile("pixel_7"), tmp_path / "w")
     assert not phone.confined
     assert "UNCONFINED" in caplog.text and "bubblewrap" in caplog.text
+
+
+@confined_only
+def test_bubblewrap_that_fails_falls_back_with_a_warning(tmp_path: Path, monkeypatch, caplog):
+    monkeypatch.setattr(phone_os_module, "_warned_unconfined", False)
+    phone = PhoneOS("BROKENBWRAP", get_profile("pixel_7"), tmp_path / "b")
+    monkeypatch.setattr(phone, "_bwrap_args", lambda: ["--no-such-option"])
+    try:
+        with caplog.at_level(logging.WARNING, logger="farm.sim.phone_os"):
+            rc, out, _ = run(phone, "getprop ro.product.model; exit 3")
+        assert (rc, out) == (3, "Pixel 7\n")
+        assert not phone.confined
+        assert "bwrap did not start" in caplog.text and "no-such-option" in caplog.text
+    finally:
+        phone.kill_all()
