@@ -48,7 +48,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -414,8 +414,8 @@ _PREFIX = re.compile(
     (?:
         (?:(?:\d{4}-)?\d\d-\d\d[ ]+\d\d:\d\d:\d\d\.\d+[ ]+)?     # logcat time
         (?:
-            (?P<lvl1>[VDIWEFS])/(?P<tag1>[^(\n]*?)\s*\(\s*\d+\):[ ]?   # brief: I/tflite  ( 123):
-          | \d+[ ]+\d+[ ]+(?P<lvl2>[VDIWEFS])[ ](?P<tag2>[^:\n]*?)\s*:[ ]?  # threadtime
+            (?P<lvl1>[VDIWEFS])/(?P<tag1>[^(\n]*)\([ ]*\d+\):[ ]?    # brief: I/tflite  ( 123):
+          | \d+[ ]+\d+[ ]+(?P<lvl2>[VDIWEFS])[ ](?P<tag2>[^:\n]*):[ ]?  # threadtime
         )
     )?
     (?:(?P<sev>INFO|WARN|WARNING|ERROR|FATAL|VERBOSE|DEBUG):[ ]?)?
@@ -461,27 +461,30 @@ _DISPATCH = re.compile(
 )
 
 _ECHO = re.compile(r"([^\[\]:]{1,80}?) ?: \[(.*)\]\s*$")
-_KV = re.compile(r"(\w+)=([^\s(]+)")
+_KV = re.compile(r"(?<!\w)(\w+)=([^\s(]+)")
 _NUM_TOKEN = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _INT = re.compile(r"[-+]?\d+")
 _FLAG = re.compile(r"--([A-Za-z][\w-]*)=(\S*)")
-_DELEGATE_CREATED = re.compile(r"(\S+) delegate created\.")
+_DELEGATE_CREATED = re.compile(r"(\S+) delegate created\.$")
 _SIMPLE_DELEGATE = re.compile(
-    r"(.+?) delegate: (\d+) nodes delegated out of (\d+) nodes with (\d+) partitions"
+    r"([^:]{1,120}?) delegate: (\d{1,18}) nodes delegated out of (\d{1,18}) nodes"
+    r" with (\d{1,18}) partitions"
 )
 _REPLACING = re.compile(
-    r"Replacing (\d+)(?: out of (\d+))? node\(s\) with delegate \(([^)]*)\) node,"
-    r" yielding (\d+) partitions(?: for (?:the whole graph|subgraph (\d+)))?"
+    r"Replacing (\d{1,18})(?: out of (\d{1,18}))? node\(s\) with delegate \(([^)]*)\) node,"
+    r" yielding (\d{1,18}) partitions(?: for (?:the whole graph|subgraph (\d+)))?"
 )
 _EXPLICIT = re.compile(
     r"(?:Explicitly applied (\S+) delegate, and the model graph will be (completely|partially)"
-    r"(?: executed by the delegate w/ (\d+) delegate kernels)?"
+    r"(?: executed by the delegate w/ (\d{1,18}) delegate kernels)?"
     r"|Though (\S+) delegate is explicitly applied)"
 )
 _CREATED_TFL = re.compile(r"Created TensorFlow Lite (?:(XNNPACK) )?delegate for (\w+)")
-_CREATED_KERNELS = re.compile(r"Created (\d+) GPU delegate kernels")
-_GPU_OPS = re.compile(r"(?:First )?(\d+) operations will run on the GPU, and the remaining (\d+)")
-_RUNS = re.compile(r"\((\d+) runs\)")
+_CREATED_KERNELS = re.compile(r"Created (\d{1,18}) GPU delegate kernels")
+_GPU_OPS = re.compile(
+    r"(?:First )?(\d{1,18}) operations will run on the GPU, and the remaining (\d{1,18})"
+)
+_RUNS = re.compile(r"\((\d{1,18}) runs\)")
 
 _KERNEL_TO_PROVIDER = {
     "tflitexnnpackdelegate": "XNNPACK",
@@ -591,6 +594,8 @@ _START, _PARAMS, _INIT, _RUN, _SUMMARY, _POST = 1, 2, 3, 4, 5, 6
 
 def _num(text: str) -> Number | None:
     """A number exactly as printed: int when integral in the text, else float."""
+    if len(text) > 64:
+        return None
     if text.isdecimal():  # what int() accepts; isdigit() would let "²" through
         return int(text)
     text = text.rstrip("%,;")
@@ -603,12 +608,16 @@ def _num(text: str) -> Number | None:
 
 def _ms_to_us(text: str) -> Number | None:
     """Milliseconds as printed → µs, without binary rounding noise."""
+    if len(text) > 64:
+        return None
     try:
         value = Decimal(text) * 1000
-    except InvalidOperation:
+    except ArithmeticError:  # decimal's InvalidOperation, Overflow
         return None
     if not value.is_finite():
         return None
+    if value.adjusted() > 18:
+        return float(value)
     return int(value) if value == value.to_integral_value() else float(value)
 
 
@@ -854,12 +863,12 @@ class _Parser:
         run.result.params[flag] = sys.intern(value) if len(value) <= 200 else value
 
     def _delegate_misc(self, run: _Run, msg: str) -> bool:
-        m = _DELEGATE_CREATED.search(msg)
-        if m is not None and msg.endswith("delegate created."):
+        m = _DELEGATE_CREATED.match(msg) if msg.endswith(" delegate created.") else None
+        if m is not None:
             run = self._advance(run, _INIT, split_from=_RUN)
             run.result.delegation.get(_provider(m.group(1)))
             return True
-        m = _SIMPLE_DELEGATE.search(msg) if "nodes delegated out of" in msg else None
+        m = _SIMPLE_DELEGATE.match(msg) if "nodes delegated out of" in msg else None
         if m is not None:
             if run.stage >= _SUMMARY or run.ended:
                 run = self._new()
@@ -1205,7 +1214,7 @@ class _Parser:
         return True
 
 
-_HEADER_CELL = re.compile(r"\[[^\]]*\]")
+_HEADER_CELL = re.compile(r"\[[^\[\]]*\]")
 _RUN_ORDER_COLUMNS = (
     "[node type]",
     "[start]",

@@ -226,3 +226,34 @@ def test_iter_file_reports_unreadable_input_at_once(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="gone.log"):
         iter_file(tmp_path / "gone.log")  # before any iteration
+
+
+N = MAX_LINE
+HOSTILE_LINES = {
+    "logcat-brief-spaces": "I/" + " " * N,
+    "logcat-threadtime-spaces": "07-08 15:40:34.274  6794  6794 I " + " " * N,
+    "stats-one-word": "count=" + "a" * N,
+    "stats-huge-int": "count=" + "1" * N,
+    "summary-huge-int": "Inference timings in us: Init: " + "9" * 5000,
+    "session-huge-exponent": "Initialized session in 1e999999999ms.",
+    "litert-huge": "Inference (avg): 1e999999999 ms (" + "9" * 5000 + " runs)",
+    "replacing-huge-int": "Replacing " + "9" * 5000 + " out of 1 node(s) with delegate (X) node,"
+    " yielding 1 partitions",
+    "simple-delegate-long": " delegate: " + "x" * N + "nodes delegated out of",
+    "delegate-created-long": "x" * N + " delegate created.",
+    "header-brackets": "[node type]" + "[" * N,
+    "glued-severities": "INFO: " * (N // 6),
+}
+HOSTILE_CONTEXT = [
+    "STARTING!",
+    "========== BENCHMARK RESULTS ==========",
+    "============================== Run Order ==============================",
+    "\t[node type]\t[first]\t[avg ms]\t[%]\t[cdf%]\t[mem KB]\t[times called]\t[Name]",
+]
+
+
+@pytest.mark.parametrize("line", HOSTILE_LINES.values(), ids=HOSTILE_LINES.keys())
+def test_hostile_long_lines_parse_in_linear_time(line: str) -> None:
+    # a regex that backtracks quadratically would take minutes on these 64 KiB lines
+    _dicts(parse_lines([line, line]))
+    _dicts(parse_lines([*HOSTILE_CONTEXT, line, line]))
