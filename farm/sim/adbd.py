@@ -52,6 +52,19 @@ DENT_V1 = struct.Struct("<4sIIII")  # DENT mode size mtime namelen
 DENT_V2 = struct.Struct("<4sIQQIIIIQqqqI")  # DNT2 ... namelen
 
 SERVICES = ("shell", "exec:", "sync:", "reboot:")
+# Features adb would start using if a profile advertised them; this adbd does not implement them.
+UNIMPLEMENTED_FEATURES = frozenset(
+    {
+        "delayed_ack",
+        "abb",
+        "abb_exec",
+        "sendrecv_v2",
+        "sendrecv_v2_brotli",
+        "sendrecv_v2_lz4",
+        "sendrecv_v2_zstd",
+        "sendrecv_v2_dry_run_send",
+    }
+)
 
 
 def pack_message(command: int, arg0: int, arg1: int, data: bytes | memoryview = b"") -> bytes:
@@ -66,7 +79,7 @@ def banner(profile: Profile) -> bytes:
         f"ro.product.name={props.get('ro.product.name', '')}",
         f"ro.product.model={props.get('ro.product.model', '')}",
         f"ro.product.device={props.get('ro.product.device', '')}",
-        f"features={','.join(profile.features)}",
+        f"features={','.join(f for f in profile.features if f not in UNIMPLEMENTED_FEATURES)}",
     ]
     data = ("device::" + ";".join(parts)).encode()
     return data[:MAX_BANNER]

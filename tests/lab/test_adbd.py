@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from farm.profiles import get_profile
+from farm.sim.adbd import banner, exit_status
 from farm.sim.testing import random_file, sha256, wait_until_gone, wait_until_present
 
 pytestmark = pytest.mark.lab
@@ -180,3 +181,13 @@ def test_stand_in_runs_through_adb_shell(start_lab, adb_server):
     assert "Inference timings in us: Init:" in output
     # CUMSUM is outside the Pixel 7 GPU op set: the delegate takes only part of the graph.
     assert re.search(r"Replacing \d+ out of \d+ node\(s\) with delegate .* \d+ partitions", output)
+
+
+def test_banner_and_exit_status():
+    profile = get_profile("pixel_7").model_copy(
+        update={"features": ["shell_v2", "delayed_ack", "stat_v2", "sendrecv_v2"]}
+    )
+    text = banner(profile).decode()
+    assert text.startswith("device::ro.product.name=panther;ro.product.model=Pixel 7;")
+    assert text.endswith("features=shell_v2,stat_v2")  # never what adbd here cannot do
+    assert [exit_status(rc) for rc in (0, 7, -9, -11, None)] == [0, 7, 137, 139, 255]
