@@ -484,6 +484,7 @@ _CREATED_KERNELS = re.compile(r"Created (\d{1,18}) GPU delegate kernels")
 _GPU_OPS = re.compile(
     r"(?:First )?(\d{1,18}) operations will run on the GPU, and the remaining (\d{1,18})"
 )
+_GPU_UNSUPPORTED_OPS = re.compile(r"(?:Following|Next) operations are not supported by GPU")
 _RUNS = re.compile(r"\((\d{1,18}) runs\)")
 
 _KERNEL_TO_PROVIDER = {
@@ -683,6 +684,7 @@ class _Run:
         "crash",
         "error_stage",
         "continuation",
+        "cont_target",
         "failed_line",
         "ended",
     )
@@ -706,6 +708,7 @@ class _Run:
         self.crash = False
         self.error_stage: int | None = None
         self.continuation = 0
+        self.cont_target: list[str] = self.result.errors
         self.failed_line = False
         self.ended = False  # the tool said it stopped: what follows is another invocation
 
@@ -787,7 +790,13 @@ class _Parser:
             self._handlers[d.lastgroup](run, msg, sev)
             return
         if sev in ("ERROR", "FATAL") or lvl in ("E", "F"):
-            self._error(run, msg, fatal=sev == "FATAL" or lvl == "F")
+            if _GPU_UNSUPPORTED_OPS.match(msg):
+                # not a failure: the listed ops stay on the CPU (partial delegation)
+                _add(run.result.warnings, msg)
+                run.cont_target = run.result.warnings
+            else:
+                self._error(run, msg, fatal=sev == "FATAL" or lvl == "F")
+                run.cont_target = run.result.errors
             run.continuation = 20
             return
         e = _ECHO.match(msg)
@@ -809,8 +818,9 @@ class _Parser:
                 _add(run.result.warnings, msg)
             return
         if run.continuation and sev is None:
+            # unprefixed lines right after an ERROR line continue its message
             run.continuation -= 1
-            _add(run.result.errors, msg)
+            _add(run.cont_target, msg)
             return
         if run.content and _CRASH.search(msg):
             run.crash = run.ended = True

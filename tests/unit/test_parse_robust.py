@@ -257,3 +257,77 @@ def test_hostile_long_lines_parse_in_linear_time(line: str) -> None:
     # a regex that backtracks quadratically would take minutes on these 64 KiB lines
     _dicts(parse_lines([line, line]))
     _dicts(parse_lines([*HOSTILE_CONTEXT, line, line]))
+
+
+GPU_PARTIAL = """\
+INFO: STARTING!
+INFO: Use gpu: [1]
+INFO: Loaded model m.tflite
+INFO: Created TensorFlow Lite delegate for GPU.
+INFO: GPU delegate created.
+ERROR: Following operations are not supported by GPU delegate:
+CUSTOM TFLite_Detection_PostProcess: Operation is not supported.
+63 operations will run on the GPU, and the remaining 1 operations will run on the CPU.
+INFO: Created 1 GPU delegate kernels.
+INFO: Explicitly applied GPU delegate, and the model graph will be partially executed by the \
+delegate w/ 1 delegate kernels.
+INFO: count=3 first=30000 curr=20000 min=20000 max=30000 avg=23333.3 std=4714
+INFO: count=50 curr=20000(all same)
+INFO: Inference timings in us: Init: 900100, First inference: 30000, Warmup (avg): 23333.3, \
+Inference (avg): 20000
+"""
+
+
+def test_gpu_partial_delegation_is_not_an_error() -> None:
+    (r,) = parse_text(GPU_PARTIAL)
+    assert (r.status, r.errors) == ("ok", [])
+    assert r.warnings[1] == "CUSTOM TFLite_Detection_PostProcess: Operation is not supported."
+    d = r.delegation.to_dict()
+    assert (d["nodes_delegated"], d["nodes_total"], d["kernels"], d["coverage"]) == (
+        63,
+        64,
+        1,
+        "partial",
+    )
+    assert r.inference is not None and r.inference.all_same
+    assert (r.inference.min, r.inference.max, r.inference.std) == (20000, 20000, 0)
+
+
+LITERT_LOGCAT = [
+    "[benchmark_litert_model.h:81] ",
+    "========== BENCHMARK RESULTS ==========",
+    "[benchmark_litert_model.h:82] Model initialization: 12.34 ms",
+    "[benchmark_litert_model.h:84] Warmup (first):       5.10 ms",
+    "[benchmark_litert_model.h:86] Warmup (avg):         4.20 ms (10 runs)",
+    "[benchmark_litert_model.h:88] Inference (avg):      4.01 ms (50 runs)",
+    "[benchmark_litert_model.h:92] Inference (min):      3.90 ms",
+    "[benchmark_litert_model.h:94] Inference (max):      4.50 ms",
+    "[benchmark_litert_model.h:96] Inference (std):      0.12",
+    "Memory Usage:",
+    "[benchmark_litert_model.h:114] Init footprint:       8.94 MB",
+    "[benchmark_litert_model.h:116] Overall footprint:    11.51 MB",
+    "[benchmark_litert_model.h:120] Peak memory:          20.25 MB",
+    "[benchmark_litert_model.h:126] ======================================",
+]
+
+
+def test_litert_block_alone_is_converted_to_microseconds() -> None:
+    lines = [f"11-27 10:00:00.000  100  100 I litert  : {line}" for line in LITERT_LOGCAT]
+    (got,) = _dicts(parse_lines(lines))
+    assert got["format"] == "litert_compiled_model" and got["status"] == "ok"
+    assert (got["init_us"], got["first_inference_us"]) == (12340, 5100)
+    assert (got["warmup_avg_us"], got["inference_avg_us"], got["inference_count"]) == (
+        4200,
+        4010,
+        50,
+    )
+    assert (got["inference_min_us"], got["inference_max_us"], got["inference_std_us"]) == (
+        3900,
+        4500,
+        120,
+    )
+    assert (got["memory_init_mb"], got["memory_overall_mb"], got["memory_peak_mb"]) == (
+        8.94,
+        11.51,
+        20.25,
+    )
