@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 from farm.errors import (
     AdbServerError,
     DeviceError,
-    DeviceStorageFull,
     DeviceTimeout,
     DeviceUnavailable,
     FarmError,
@@ -277,7 +276,18 @@ class _DeviceWorker(threading.Thread):
             if self.runner.stop_event.is_set():
                 raise Interrupted
             cell = self.pending[0]
-            line = self._run_cell(cell)
+            started_at = _now()
+            try:
+                line = self._run_cell(cell)
+            except DeviceError as exc:  # the device answered, but the step failed: this cell only
+                self.log.warning("[%s] %s: %s", self.serial, cell.key, exc)
+                line = self._line(
+                    cell=cell,
+                    info=self.info,
+                    started_at=started_at,
+                    status="error",
+                    reason=str(exc),
+                )
             self.pending.pop(0)
             self.runner.record(line)
 
@@ -330,10 +340,7 @@ class _DeviceWorker(threading.Thread):
         started_at = _now()
         t0 = time.monotonic()
         base = dict(cell=cell, info=self.info, started_at=started_at)
-        try:
-            remote_model = self._model_path(cell)
-        except DeviceStorageFull as exc:
-            return self._line(**base, status="error", reason=str(exc), t0=t0)
+        remote_model = self._model_path(cell)
         args = benchmark_args(
             cell.spec, threads=cell.threads, graph=remote_model, config=self.runner.config
         )
@@ -556,10 +563,12 @@ def cell_line(
     )
 
 
-def unsupported_lines(pairs: Iterable[tuple[Any, str]], devices: dict[str, Any]) -> list[dict]:
-    """Cell lines for the plan's unsupported cells."""
+def unsupported_lines(
+    pairs: Iterable[tuple[Any, str]], devices: dict[str, Any], *, status: str = "unsupported"
+) -> list[dict]:
+    """Cell lines for cells the plan set aside (unsupported, or device not online)."""
     return [
-        cell_line(cell, devices[cell.serial], status="unsupported", reason=reason)
+        cell_line(cell, devices[cell.serial], status=status, reason=reason)
         for cell, reason in pairs
     ]
 

@@ -9,7 +9,8 @@ import secrets
 import signal
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,11 +64,6 @@ def load_models(patterns: list[str]) -> list[Any]:
     return refs
 
 
-def select_devices(devices: list[Any], config: Any) -> list[Any]:
-    """The online devices the config's selection matches."""
-    return [d for d in devices if d.online and config.devices.matches(d)]
-
-
 def new_run_dir(output: str | Path) -> tuple[str, Path]:
     """A fresh run id and its folder under `output`."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -118,7 +114,11 @@ def run(
     warnings = list(found.warnings)
     for text in warnings:
         warn(text)
-    devices = select_devices(found.devices, config)
+    matched = [d for d in found.devices if config.devices.matches(d)]
+    if resume is not None:  # only the devices of the run being resumed
+        planned = {c["serial"] for c in previous.header["plan"].get("cells", [])}
+        matched = [d for d in matched if d.serial in planned]
+    devices = [d for d in matched if d.online]
     if not devices:
         seen = ", ".join(f"{d.serial} ({d.state})" for d in found.devices) or "none"
         raise NoDeviceError(
@@ -126,13 +126,18 @@ def run(
             f"{', '.join(config.adb_servers)} (devices seen: {seen})"
         )
 
-    plan = make_plan(devices, models, config)
-    by_serial = {d.serial: d for d in devices}
+    plan = make_plan(matched, models, config)
+    by_serial = {d.serial: d for d in matched}
 
     if resume is not None:
         journal, done_keys = Journal.open_resume(resume)
         run_dir = resume
         run_id = resume.name
+        seen_keys = {c["key"] for c in previous.cells}
+        here = {d.serial for d in devices}
+        for serial in sorted({c["serial"] for c in previous.header["plan"].get("cells", [])}):
+            if serial not in here:
+                warn(f"{serial} of this run is not online; its cells keep their last status")
     else:
         run_id, run_dir = new_run_dir(config.output)
         header = schema.header(
@@ -141,9 +146,16 @@ def run(
             run_id=run_id,
         )
         journal = Journal.create(run_dir, header)
+        seen_keys = set()
+        for d in matched:
+            if not d.online:
+                warn(f"{d.serial} on {d.server} is {d.state}: its cells are recorded device_lost")
 
     pending = [(c, r) for c, r in plan.unsupported if c.key not in done_keys]
     for line in unsupported_lines(pending, by_serial):
+        journal.append(line)
+    absent = [(c, r) for c, r in plan.unavailable if c.key not in seen_keys]
+    for line in unsupported_lines(absent, by_serial, status="device_lost"):
         journal.append(line)
     jobs = [
         DeviceJob(info=d, cells=[c for c in plan.cells_for(d.serial) if c.key not in done_keys])
@@ -158,7 +170,7 @@ def run(
         options=RunnerOptions(run_deadline_s=float(config.run_deadline_s), grace_s=grace_s),
         progress=progress,
     )
-    with _sigterm_as_interrupt():
+    with _sigterm_as_interrupt(), _run_log(run_dir):
         outcome = runner.run()
 
     counts = Counter({s: 0 for s in schema.STATUSES})
@@ -193,6 +205,26 @@ def _missing(plan: Any, cells: list[dict[str, Any]]) -> int:
     done = {c.get("key") for c in cells}
     planned = [c.key for c in plan.all_cells()]
     return sum(1 for k in planned if k not in done)
+
+
+@contextmanager
+def _run_log(run_dir: Path) -> Iterator[None]:
+    """Keep a DEBUG log of the run (every adb call with its outcome and duration) in farm.log."""
+    handler = logging.FileHandler(run_dir / "farm.log", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
+    )
+    logger = logging.getLogger("farm")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        handler.close()
 
 
 class _sigterm_as_interrupt:

@@ -286,6 +286,14 @@ def test_killed_phone_others_finish_and_finished_cells_stay(
     assert data.summary["counts"]["device_lost"] == status[victim]["device_lost"]
     lost = pick(data.cells, serial=victim, status="device_lost")
     assert all("unreachable" in c["reason"] for c in lost)
+    assert (run_dir / "farm.log").stat().st_size > 0
+
+    # Resuming while the phone is still gone runs nothing again and says why.
+    again = farm("run", "--resume", run_dir, "--json", "--grace", "1")
+    assert again.returncode == 1, again.stderr
+    assert f"{victim} of this run is not online" in again.stderr
+    after = load_run(run_dir)
+    assert after.superseded == 0 and after.cells == data.cells
 
 
 def test_phone_gone_then_back_resume_runs_only_the_rest(
