@@ -273,6 +273,20 @@ class BenchmarkResult:
         return self.params.get("graph")
 
     @property
+    def requested_delegates(self) -> list[str]:
+        """Delegates the flags asked for (``--use_gpu=true``, ``--external_delegate_path``, …)."""
+        asked = []
+        for flag, value in self.params.items():
+            name = _REQUEST_FLAGS.get(flag)
+            if name is None:
+                continue
+            if flag.startswith("use_") and not _is_true(value):
+                continue
+            if value.strip() and name not in asked:
+                asked.append(name)
+        return asked
+
+    @property
     def accelerator(self) -> str | None:
         """The NNAPI accelerator asked for, if any."""
         return self.params.get("nnapi_accelerator_name") or None
@@ -316,6 +330,8 @@ class BenchmarkResult:
                 else None
             ),
             "format": self.format,
+            "warnings": list(self.warnings),
+            "requested_delegates": self.requested_delegates,
             "graph": self.graph,
             "accelerator": self.accelerator,
             "model_size_mb": _finite(self.model_size_mb),
@@ -494,6 +510,17 @@ _KERNEL_TO_PROVIDER = {
     "tflitennapidelegate": "NNAPI",
     "tflitehexagondelegate": "Hexagon",
     "tflitecoremldelegate": "COREML",
+}
+_REQUEST_FLAGS = {
+    "use_gpu": "GPU",
+    "use_nnapi": "NNAPI",
+    "use_hexagon": "Hexagon",
+    "use_xnnpack": "XNNPACK",
+    "use_ynnpack": "YNNPACK",
+    "use_coreml": "COREML",
+    "use_npu": "NPU",
+    "external_delegate_path": "EXTERNAL",
+    "stable_delegate_settings_file": "STABLE_DELEGATE",
 }
 _CREATED_FOR = {"CPU": "XNNPACK", "GPU": "GPU", "NNAPI": "NNAPI", "SELECT": "FLEX"}
 

@@ -157,6 +157,19 @@ def test_delegation_node_counts() -> None:
     assert not r.delegation.delegates[0].default  # asked for with --use_xnnpack=true
 
 
+def test_requested_delegates_from_the_flags() -> None:
+    requested = {
+        row["file"][:3]: parse_file(CORPUS / row["file"])[0].requested_delegates for row in INDEX
+    }
+    assert requested["001"] == []  # --use_gpu=false
+    assert requested["019"] == []  # --use_xnnpack=false
+    assert requested["005"] == ["EXTERNAL"]
+    assert requested["018"] == ["Hexagon"]
+    assert requested["023"] == ["GPU", "XNNPACK"]  # GPU asked for, unsupported on the Pi
+    assert requested["025"] == ["GPU", "NNAPI"]
+    assert requested["030"] == []  # LiteRT's --use_cpu is not a delegate
+
+
 def test_run_statistics_and_percentiles() -> None:
     (r,) = _parse(BY_PREFIX["001"]["file"])
     assert r.warmup is not None and r.inference is not None
