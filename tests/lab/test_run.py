@@ -296,6 +296,30 @@ def test_killed_phone_others_finish_and_finished_cells_stay(
     assert after.superseded == 0 and after.cells == data.cells
 
 
+def test_dropped_connection_is_retried_and_the_run_completes(
+    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+) -> None:
+    lab = fast(start_lab(["pixel_7"]))
+    serial = lab.phones[0].serial
+    config = write_config(tmp_path, [server_of(adb_server)], repeats=4, min_secs=0.5)
+    proc = farm_bg("run", "--config", config, "--grace", "30", "--json")
+    try:
+        wait_for(lambda: len(run_dirs(tmp_path)) == 1, 60, "the run folder")
+        (run_dir,) = run_dirs(tmp_path)
+        wait_for(lambda: len(cell_lines(run_dir)) >= 1, 60, "a first cell")
+        wait_for(lambda: bool(benchmarks_on(serial)), 30, "a running benchmark")
+        lab.fault(serial, "drop")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    data = load_run(run_dir)
+    assert [c["status"] for c in data.cells] == ["ok"] * 4
+    assert "retrying" in (run_dir / "farm.log").read_text()
+
+
 def test_phone_gone_then_back_resume_runs_only_the_rest(
     start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
 ) -> None:
