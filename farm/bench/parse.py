@@ -378,12 +378,25 @@ def iter_file(path: Path) -> Iterator[BenchmarkResult]:
     """Like parse_file, but yield invocations one by one: memory stays flat for any log."""
     path = Path(path)
     try:
-        fh = open(path, encoding="utf-8", errors="replace", newline="")
+        with open(path, "rb") as raw:
+            encoding = _sniff_encoding(raw.read(4))
+        fh = open(path, encoding=encoding, errors="replace", newline="")
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, not a log file") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     return _iter_open_file(path, fh)
+
+
+def _sniff_encoding(head: bytes) -> str:
+    """UTF-8 unless a BOM or NUL-interleaved text says UTF-16 (e.g. a PowerShell redirect)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if head.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    if len(head) == 4 and head[1] == head[3] == 0 and head[0] and head[2]:
+        return "utf-16-le"
+    return "utf-8"
 
 
 def _iter_open_file(path: Path, fh: IO[str]) -> Iterator[BenchmarkResult]:

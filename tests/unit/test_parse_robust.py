@@ -331,3 +331,12 @@ def test_litert_block_alone_is_converted_to_microseconds() -> None:
         11.51,
         20.25,
     )
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-8-sig"])
+def test_utf16_and_bom_captures(tmp_path: Path, encoding: str) -> None:
+    # PowerShell's `>` writes UTF-16 with a BOM; some editors add a UTF-8 BOM
+    text = LOG_001.read_text(encoding="utf-8")
+    path = tmp_path / "log.txt"
+    path.write_bytes(text.replace("\n", "\r\n").encode(encoding))
+    assert _dicts(parse_file(path)) == _dicts(parse_text(text))
