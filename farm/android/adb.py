@@ -8,6 +8,7 @@ the typed errors of `farm.errors`, each carrying the serial, the command and the
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -249,6 +250,7 @@ def _shut(sock: socket.socket) -> None:
 # ---------------------------------------------------------------------------- server
 
 
+@functools.cache
 def _client_class() -> type[AdbClient]:
     """An adbutils client that never starts an adb server and obeys our deadlines."""
     from adbutils import AdbClient, AdbConnection
