@@ -65,6 +65,7 @@ class Run:
     peak: float | None
     model_mb: float
     old_memory_label: bool
+    family: str = "tf2"  # "tf1" and "tf1_contrib": the older summary lines, no memory lines
     ops: list[tuple[str, float, float]] = field(default_factory=list)  # type, first, avg (ms)
 
     def lines(self) -> list[tuple[str, str]]:
@@ -107,24 +108,29 @@ class Run:
         out.append(("I", f"The input model file size (MB): {_g(self.model_mb)}"))
         out.append(("I", f"Initialized session in {_g(self.init_us / 1e3)}ms."))
         for stats, n, secs in ((self.warmup, 1, "0.5"), (self.timed, 50, "1")):
-            out.append(
-                (
-                    "I",
-                    f"Running benchmark for at least {n} iterations and at least {secs} seconds"
-                    " but terminate if exceeding 150 seconds.",
-                )
+            running = (
+                f"Running benchmark for {n} iterations "
+                if self.family == "tf1_contrib"
+                else f"Running benchmark for at least {n} iterations and at least {secs} seconds"
+                " but terminate if exceeding 150 seconds."
             )
+            out.append(("I", running))
             out.append(("I", stats.line()))
             out.append(("", ""))
-        w = self.warmup
-        out.append(
-            (
-                "I",
-                f"Inference timings in us: Init: {self.init_us}, First inference: {w.values[0]},"
-                f" Warmup (avg): {_g(w.expected_avg())},"
-                f" Inference (avg): {_g(self.timed.expected_avg())}",
+        w, t = _g(self.warmup.expected_avg()), _g(self.timed.expected_avg())
+        if self.family != "tf2":
+            last = "no stats" if self.family == "tf1_contrib" else "Inference"
+            summary = (
+                f"Average inference timings in us: Warmup: {w}, Init: {self.init_us}, {last}: {t}"
             )
-        )
+        else:
+            summary = (
+                f"Inference timings in us: Init: {self.init_us}, First inference:"
+                f" {self.warmup.values[0]}, Warmup (avg): {w}, Inference (avg): {t}"
+            )
+        out.append(("I", summary))
+        if self.family != "tf2":
+            return out + self._ops_lines()
         label = (
             "Peak memory footprint (MB)"
             if self.old_memory_label
@@ -138,6 +144,10 @@ class Run:
                     f"Overall peak memory footprint (MB) via periodic monitoring: {_g(self.peak)}",
                 )
             )
+        return out + self._ops_lines()
+
+    def _ops_lines(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
         if self.ops:
             out.append(("I", "Operator-wise Profiling Info for Regular Benchmark Runs:"))
             out.append(
@@ -198,6 +208,7 @@ def runs(draw: st.DrawFn, percentiles: bool) -> Run:
         peak=draw(st.none() | st.floats(0.001, 4000, allow_nan=False)),
         model_mb=draw(st.floats(0.001, 2000, allow_nan=False)),
         old_memory_label=draw(st.booleans()),
+        family=draw(st.sampled_from(["tf2", "tf2", "tf1", "tf1_contrib"])),
         ops=ops,
     )
 
@@ -236,7 +247,8 @@ def _check(run: Run, got: dict, *, complete: bool = True) -> None:
     assert got["threads"] == run.threads
     assert got["graph"] == run.graph
     assert got["init_us"] == run.init_us
-    assert got["first_inference_us"] == run.warmup.values[0]
+    tf2 = run.family == "tf2"
+    assert got["first_inference_us"] == (run.warmup.values[0] if tf2 else None)
     assert got["warmup_avg_us"] == _as_parsed(_g(run.warmup.expected_avg()))
     assert got["inference_avg_us"] == _as_parsed(_g(run.timed.expected_avg()))
     t = run.timed
@@ -254,7 +266,9 @@ def _check(run: Run, got: dict, *, complete: bool = True) -> None:
     else:
         assert got["inference_median_us"] is None
     assert got["model_size_mb"] == float(_g(run.model_mb))
-    if complete:
+    if complete and not tf2:
+        assert (got["memory_init_mb"], got["memory_peak_mb"]) == (None, None)
+    elif complete:
         assert got["memory_init_mb"] == float(_g(run.mem_init))
         assert got["memory_overall_mb"] == float(_g(run.mem_overall))
         assert got["memory_peak_mb"] == (float(_g(run.peak)) if run.peak is not None else None)
@@ -264,7 +278,7 @@ def _check(run: Run, got: dict, *, complete: bool = True) -> None:
     assert got["delegation"]["kernels"] == kernels[run.delegate]
     if complete and run.ops:
         assert got["op_profile"] is None  # run order only: no summary table was printed
-    assert got["format"] == "tf2"
+    assert got["format"] == run.family
 
 
 variants = st.tuples(
@@ -301,7 +315,7 @@ def test_truncated_outputs_keep_what_was_printed(
     lines = render([run], style, indent, blanks, "\n").split("\n")
     cut = data.draw(st.integers(0, len(lines)))
     results = parse_text(eol.join(lines[:cut]))
-    summary_at = next(i for i, line in enumerate(lines) if "Inference timings in us" in line)
+    summary_at = next(i for i, line in enumerate(lines) if "nference timings in us" in line)
     if cut <= 1 and (cut == 0 or not lines[0].strip()):
         assert results == []
         return
