@@ -802,6 +802,12 @@ class _Parser:
             run.table = None
             run.continuation = 0
             return
+        if tag and not _OUR_TAGS.search(tag):
+            # another app's logcat line; only a crash of the tool itself matters
+            if "Fatal signal" in msg and "benchmark" in msg:
+                run.crash = run.ended = True
+                _add(run.result.errors, msg)
+            return
         if (
             "INFO: " in msg
             or "ERROR: " in msg
@@ -815,12 +821,6 @@ class _Parser:
                 for part in parts:
                     self._line(part)
                 return
-        if tag and not _OUR_TAGS.search(tag):
-            # another app's logcat line; only a crash of the tool itself matters
-            if "Fatal signal" in msg and "benchmark" in msg:
-                run.crash = run.ended = True
-                _add(run.result.errors, msg)
-            return
         if run.table is not None and ("\t" in raw or run.columns is not None or "[" in msg):
             if self._table_row(run, raw, msg):
                 return

@@ -340,3 +340,12 @@ def test_utf16_and_bom_captures(tmp_path: Path, encoding: str) -> None:
     path = tmp_path / "log.txt"
     path.write_bytes(text.replace("\n", "\r\n").encode(encoding))
     assert _dicts(parse_file(path)) == _dicts(parse_text(text))
+
+
+def test_glued_tool_lines_are_split() -> None:
+    text = LOG_001.read_text(encoding="utf-8")
+    glued = text.replace("\n\nINFO: Inference timings", "INFO: Inference timings")
+    assert "p95=106281INFO: Inference timings" in glued
+    assert _dicts(parse_text(glued)) == _dicts(parse_text(text))
+    noise = "07-08 15:40:34.274  1000  1000 W Other   : text INFO: Inference timings in us: Init: 1"
+    assert parse_text(noise) == []  # another app's line stays another app's line
