@@ -456,7 +456,12 @@ class PhoneOS:
         except (ValueError, KeyError, TypeError):
             err = b""
             if self._init is not None:
-                if self._init.poll() is not None and self._init.stderr is not None:
+                try:  # a bwrap that failed is exiting: its stderr says why
+                    self._init.wait(1.0)
+                except subprocess.TimeoutExpired:
+                    self._init.kill()
+                    self._init.wait(KILL_WAIT_S)
+                if self._init.stderr is not None:
                     err = self._init.stderr.read()
                 self._stop_init()
             last = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
