@@ -85,6 +85,8 @@ def run(
 
     The matrix comes from `config` (a ready Config) or from `config_path` with `overrides`.
     """
+    from pydantic import ValidationError
+
     from farm.android.discovery import discover
     from farm.bench.plan import make_plan
     from farm.bench.runner import DeviceJob, Runner, RunnerOptions, unsupported_lines
@@ -102,7 +104,14 @@ def run(
         saved = previous.header.get("config")
         if not isinstance(saved, dict):
             raise InputError(f"{resume}: the run header holds no config to resume from")
-        config = Config.model_validate(saved)
+        try:
+            config = Config.model_validate(saved)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise InputError(
+                f"{resume}: the run's saved config is not valid: {where}: {err['msg']}"
+            ) from None
     elif config is None:
         config = load_config(config_path, overrides=overrides or {})
 

@@ -195,6 +195,24 @@ def test_flagship_midrange_emulator_full_matrix_and_report(
     assert all(m in first.stdout for m in models) and str(run_dir) in first.stdout
 
 
+def test_run_past_its_deadline_is_killed_on_the_phone(
+    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+) -> None:
+    (phone,) = start_lab(["galaxy_a54"]).phones
+    # 30 s of timed runs against a 2 s deadline.
+    config = write_config(
+        tmp_path, [server_of(adb_server)], min_secs=30, max_secs=60, run_deadline_s=2
+    )
+    result = farm("run", "--config", config, "--json")
+    assert result.returncode == 1, result.stderr
+    data = load_run(json.loads(result.stdout)["run_dir"])
+    (cell,) = data.cells
+    assert cell["status"] == "timeout" and "deadline" in cell["reason"]
+    assert 2 <= cell["duration_s"] < 20
+    assert "STARTING!" in (data.run_dir / cell["log"]).read_text()  # the partial log is kept
+    assert benchmarks_on(phone.serial) == []
+
+
 def test_benchmark_crash_is_failed_not_retried(
     start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
 ) -> None:
