@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from farm.errors import (
     AdbServerError,
@@ -28,6 +28,12 @@ from farm.errors import (
     DeviceUnavailable,
     FarmError,
 )
+
+if TYPE_CHECKING:
+    from farm.android.info import DeviceInfo
+    from farm.bench.plan import Cell
+    from farm.config import Config
+    from farm.results.journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +59,8 @@ class RunnerOptions:
 class DeviceJob:
     """The cells one device has to run, in order."""
 
-    info: Any  # farm.android.info.DeviceInfo
-    cells: list[Any]  # farm.bench.plan.Cell
+    info: DeviceInfo
+    cells: list[Cell]
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,8 @@ def safe_name(text: str) -> str:
     return _UNSAFE.sub("_", text).strip("_") or "_"
 
 
-def log_name(cell: Any) -> str:
-    """The log file name of a cell, the same on the device and in the run folder."""
+def log_name(cell: Cell) -> str:
+    """The log file name of a cell in the run folder (on the device: prefixed by the run id)."""
     return (
         f"{safe_name(cell.model)}-{cell.model_sha256[:12]}-{safe_name(cell.delegate)}"
         f"-t{cell.threads}-r{cell.repeat}.log"
@@ -112,8 +118,8 @@ class Runner:
         self,
         jobs: list[DeviceJob],
         *,
-        config: Any,
-        journal: Any,
+        config: Config,
+        journal: Journal,
         run_dir: Path,
         run_id: str,
         options: RunnerOptions | None = None,
