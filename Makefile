@@ -33,6 +33,7 @@ format: $(STAMP)
 
 bench: setup
 	$(PY) benchmarks/bench_parse.py
+	$(PY) benchmarks/bench_lab.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
