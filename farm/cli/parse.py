@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,7 +22,8 @@ def parse_command(
     logs: Annotated[
         list[Path],
         typer.Argument(
-            help="benchmark_model output files (logs, logcat captures, pastes).", show_default=False
+            help="benchmark_model output files (logs, logcat captures, pastes); - reads stdin.",
+            show_default=False,
         ),
     ],
     as_json: Annotated[
@@ -29,14 +31,17 @@ def parse_command(
     ] = False,
 ) -> None:
     """Parse benchmark_model logs: one row per invocation found, failures included."""
-    from farm.bench.parse import parse_file
+    from farm.bench.parse import parse_file, parse_lines
     from farm.errors import InputError
 
     parsed: list[tuple[Path, list[BenchmarkResult]]] = []
     unreadable = 0
     for path in logs:
         try:
-            parsed.append((path, parse_file(path)))
+            if str(path) == "-":
+                parsed.append((path, parse_lines(sys.stdin)))
+            else:
+                parsed.append((path, parse_file(path)))
         except InputError as exc:
             unreadable += 1
             typer.echo(f"farm: error: {exc}", err=True)
@@ -70,7 +75,7 @@ def _print_table(parsed: list[tuple[Path, list[BenchmarkResult]]]) -> None:
             console.print(Text(f"{path}: no benchmark output found"))
             continue
         table = Table(
-            title=Text(str(path)),
+            title=Text("<stdin>" if str(path) == "-" else str(path)),
             box=box.SIMPLE_HEAD,
             title_justify="left",
             pad_edge=False,

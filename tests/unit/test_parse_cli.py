@@ -37,8 +37,9 @@ KEYS = {
 }
 
 
-def _run(*args: str):
-    return CliRunner(env={"NO_COLOR": "1", "COLUMNS": "100"}).invoke(app, ["parse", *args])
+def _run(*args: str, stdin: str | None = None):
+    runner = CliRunner(env={"NO_COLOR": "1", "COLUMNS": "100"})
+    return runner.invoke(app, ["parse", *args], input=stdin)
 
 
 def test_json_lists_every_invocation_in_order() -> None:
@@ -88,3 +89,11 @@ def test_file_without_benchmark_output(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert "no benchmark output found" in result.stdout
     assert json.loads(_run("--json", str(log)).stdout) == []
+
+
+def test_dash_reads_standard_input() -> None:
+    result = _run("--json", "-", stdin=LOG_037.read_text(encoding="utf-8"))
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert [row["file"] for row in rows] == ["-"] * 8
+    assert rows[7]["inference_avg_us"] == 53974.5
