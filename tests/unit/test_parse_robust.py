@@ -349,3 +349,36 @@ def test_glued_tool_lines_are_split() -> None:
     assert _dicts(parse_text(glued)) == _dicts(parse_text(text))
     noise = "07-08 15:40:34.274  1000  1000 W Other   : text INFO: Inference timings in us: Init: 1"
     assert parse_text(noise) == []  # another app's line stays another app's line
+
+
+def _profile_tables(node_type: str) -> list[str]:
+    header = "\t[node type]\t[first]\t[avg ms]\t[%]\t[cdf%]\t[mem KB]\t[times called]\t[Name]"
+    by_type = "\t[Node type]\t[count]\t[avg ms]\t[avg %]\t[cdf %]\t[mem KB]\t[times called]"
+    return [
+        "============================== Run Order ==============================",
+        header,
+        f"\t{node_type:>40}\t1.000\t2.000\t100.000%\t100.000%\t0.000\t1\t[{node_type}]:0",
+        "============================== Summary by node type ==============================",
+        by_type,
+        f"\t{node_type:>40}\t1\t2.000\t100.000%\t100.000%\t0.000\t1",
+        "Timings (microseconds): count=5 first=1 curr=2 min=1 max=3 avg=2 std=1",
+    ]
+
+
+def test_only_the_primary_graph_profile_is_kept() -> None:
+    lines = [
+        "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 2, Inference (avg): 2",
+        "INFO: Operator-wise Profiling Info for Regular Benchmark Runs:",
+        "Primary graph (name: main) profile:",
+        *_profile_tables("CONV_2D"),
+        "Subgraph (index: 1, name: while_body) profile:",
+        *_profile_tables("ADD"),
+        "Delegate internal: ",
+        *_profile_tables("XNN_OP"),
+    ]
+    (r,) = parse_lines(lines)
+    profile = r.profile_regular
+    assert profile is not None
+    assert [o.node_type for o in profile.run_order] == ["CONV_2D"]
+    assert [o.node_type for o in profile.by_node_type] == ["CONV_2D"]
+    assert profile.timings is not None and profile.timings.count == 5
