@@ -12,11 +12,17 @@ Understands every output family the TFLite / LiteRT benchmark tool has printed:
 ``litert_compiled_model``
     the LiteRT CompiledModel tool's ``BENCHMARK RESULTS`` block (values in ms, converted to µs).
 
-Lines may carry ``INFO:``/``WARN:``/``ERROR:`` prefixes, logcat brief/time/threadtime prefixes,
-LiteRT ``[file:line]`` tags, indentation or tabs, ``\\r\\n`` ends, and tool lines glued to the
-end of other lines. Unknown lines are ignored. A new invocation starts at ``STARTING!``, at a
-``benchmark_model`` command line, at a parameter echo after the run began, or when a line of an
-earlier phase (a count line, a summary) follows a finished summary.
+Lines may carry ``INFO:``/``WARN:``/``ERROR:`` prefixes, logcat brief/time/threadtime prefixes
+(lines of other logcat tags are skipped), LiteRT ``[file:line]`` tags, indentation or tabs,
+``\\r\\n`` ends, and tool lines glued to the end of other lines. Unknown lines are ignored. A new
+invocation starts at ``STARTING!``, at a ``benchmark_model`` command line, at a parameter echo
+after the run began, after ``Benchmarking failed.``, or when a line of an earlier phase (a count
+line, a summary) follows a finished summary.
+
+``parse_text``/``parse_lines``/``parse_file`` return lists; ``iter_lines``/``iter_file`` yield
+each invocation as soon as the next begins, so memory stays flat for logs of any size. Files are
+read in chunks (UTF-8, or UTF-16 when a BOM or the byte pattern says so) with lines cut at
+``MAX_LINE`` characters.
 
 Failure kinds (``BenchmarkResult.failure_kind`` when ``status == "failed"``):
 
