@@ -494,18 +494,19 @@ class VirtualPhone:
         outputs = asyncio.gather(pump_out(proc.stdout, SH_STDOUT), pump_out(proc.stderr, SH_STDERR))
         finished = asyncio.ensure_future(self._finish(proc, outputs))
         host_gone = asyncio.ensure_future(stream.closed.wait())
+        completed = False
         try:
-            done, _ = await asyncio.wait({finished, host_gone}, return_when=asyncio.FIRST_COMPLETED)
-            if finished in done and finished.exception() is None:
+            await asyncio.wait({finished, host_gone}, return_when=asyncio.FIRST_COMPLETED)
+            if finished.done() and not finished.cancelled() and finished.exception() is None:
+                completed = True
                 if v2:
                     await stream.write(
                         SH_HEADER.pack(SH_EXIT, 1) + bytes([exit_status(proc.returncode)])
                     )
-                return
         finally:
             inbound.cancel()
             host_gone.cancel()
-            if proc.returncode is None or not finished.done():
+            if not completed:
                 # The host went away while the command ran: its whole process group dies.
                 with contextlib.suppress(ProcessLookupError, OSError):
                     self.os.kill_group(proc, signal.SIGKILL)
@@ -513,6 +514,8 @@ class VirtualPhone:
                 outputs.cancel()
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(proc.wait(), 5.0)
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await finished  # retrieve its outcome so nothing is left unobserved
 
     @staticmethod
     async def _finish(proc: asyncio.subprocess.Process, outputs: asyncio.Future[Any]) -> None:
