@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,8 @@ import pytest
 from farm.sim.lab import DEFAULT_PHONE_OS, Lab
 from farm.sim.testing import AdbServer
 
-# Until the confined phone OS exists, the lab tests run on a small unconfined stand-in.
-PHONE_OS = (
-    DEFAULT_PHONE_OS
-    if importlib.util.find_spec("farm.sim.phone_os")
-    else "tests.lab._fallback_os:PhoneOS"
-)
+# The phone OS the lab tests run on (kept as a name other test modules import).
+PHONE_OS = DEFAULT_PHONE_OS
 
 
 def lab_starter(server: AdbServer, tmp_path: Path) -> tuple[Callable[..., Lab], list[Lab]]:
