@@ -715,9 +715,19 @@ class SyncService:
         except OSError as exc:
             await self.fail(f"open failed: {exc.strerror or exc}")
             return False
+        # DATA packets are batched so each WRTE carries up to a full payload.
+        per_write = max(1, self.stream.conn.max_payload // (SYNC_MAX_DATA + SYNC_HEADER.size))
         with fh:
-            while data := fh.read(SYNC_MAX_DATA):
-                self.phone.count_transfer(len(data))
-                await self.stream.write(SYNC_HEADER.pack(b"DATA", len(data)) + data)
+            while True:
+                batch = bytearray()
+                for _ in range(per_write):
+                    data = fh.read(SYNC_MAX_DATA)
+                    if not data:
+                        break
+                    self.phone.count_transfer(len(data))
+                    batch += SYNC_HEADER.pack(b"DATA", len(data)) + data
+                if not batch:
+                    break
+                await self.stream.write(batch)
         await self.stream.write(SYNC_HEADER.pack(b"DONE", 0))
         return True
