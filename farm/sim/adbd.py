@@ -121,6 +121,7 @@ class Stream:
         self.closed = asyncio.Event()  # the host closed it, or the connection died
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._buf = bytearray()
+        self._pos = 0  # read position in _buf
         self._acked = asyncio.Event()
         self._acked.set()
         self._write_lock = asyncio.Lock()
@@ -142,9 +143,10 @@ class Stream:
     # Reading what the host writes.
     async def read_chunk(self) -> bytes:
         """The next chunk the host wrote (acknowledged on taking it); b"" once closed."""
-        if self._buf:
-            data = bytes(self._buf)
+        if self._pos < len(self._buf):
+            data = bytes(self._buf[self._pos :])
             self._buf.clear()
+            self._pos = 0
             return data
         data = await self._inbox.get()
         if data is None:
@@ -155,15 +157,18 @@ class Stream:
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly n bytes from the host; StreamClosed when the stream ends first."""
-        while len(self._buf) < n:
+        while len(self._buf) - self._pos < n:
             data = await self._inbox.get()
             if data is None:
                 self._inbox.put_nowait(None)
                 raise StreamClosed
             await self.conn.send(A_OKAY, self.local_id, self.remote_id)
+            if self._pos:
+                del self._buf[: self._pos]
+                self._pos = 0
             self._buf += data
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+        out = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += n
         return out
 
     # Writing to the host.
