@@ -276,6 +276,7 @@ class _DeviceWorker(threading.Thread):
         from farm.android.discovery import device_for
 
         self.device = device_for(self.info)
+        self._stop_orphans()
         if not self._deploy_binary():
             return
         while self.pending:
@@ -354,9 +355,12 @@ class _DeviceWorker(threading.Thread):
         name = log_name(cell)
         remote_log = paths.log_path(f"{self.runner.run_id}-{name}")
         q_log = sh_quote(remote_log)
+        q_pid = sh_quote(remote_log + ".pid")
+        # A launch retried after a lost answer first stops the process the earlier try started.
         launch = (
+            f"{stop_pids_script(q_pid, self.opt.kill_wait_s)}; "
             f"mkdir -p {sh_quote(paths.LOGS)} && cd {sh_quote(paths.ROOT)} && rm -f {q_log} && "
-            f"nohup {command} </dev/null >{q_log} 2>&1 & echo $!"
+            f"{{ nohup {command} </dev/null >{q_log} 2>&1 & p=$!; echo $p >{q_pid}; echo $p; }}"
         )
         self.status(f"{cell.model} {cell.delegate} t{cell.threads} r{cell.repeat}")
         result = self._retry("launch", lambda: self._shell(launch))
@@ -371,6 +375,7 @@ class _DeviceWorker(threading.Thread):
             )
         self.log.debug("[%s] launched pid %s: %s", self.serial, pid, command)
         timed_out = self._wait(pid, t0)
+        self._forget_pid(q_pid)
         local_log = self.runner.run_dir / "logs" / safe_name(self.serial) / name
         rel_log = local_log.relative_to(self.runner.run_dir).as_posix()
         have_log = self._pull_log(remote_log, local_log)
@@ -443,6 +448,39 @@ class _DeviceWorker(threading.Thread):
                 raise
             if "ended" in out:
                 return False
+
+    def _stop_orphans(self) -> None:
+        """Stop benchmark processes an earlier, killed farm process of this run left running."""
+        from farm.android import paths
+        from farm.android.adb import sh_quote
+
+        pattern = f"{sh_quote(paths.LOGS)}/{sh_quote(self.runner.run_id)}-*.pid"
+        try:
+            out = self._retry(
+                "orphan check",
+                lambda: self._shell(
+                    stop_pids_script(pattern, self.opt.kill_wait_s),
+                    timeout=self.opt.command_timeout_s + self.opt.kill_wait_s,
+                ),
+            ).output
+        except DeviceError as exc:
+            self.log.warning("[%s] could not check for orphaned benchmarks: %s", self.serial, exc)
+            return
+        stopped = [t for t in out.split() if t.isdigit()]
+        if stopped:
+            self.log.info(
+                "[%s] stopped %d benchmark process(es) left by an earlier try of this run: %s",
+                self.serial,
+                len(stopped),
+                " ".join(stopped),
+            )
+
+    def _forget_pid(self, q_pid: str) -> None:
+        """Remove a finished cell's pid file; best effort (a leftover is checked on resume)."""
+        try:
+            self._shell(f"rm -f {q_pid}")
+        except DeviceError as exc:
+            self.log.debug("[%s] could not remove %s: %s", self.serial, q_pid, exc)
 
     def _kill(self, pid: int) -> None:
         """SIGTERM the device process, then SIGKILL if it is still there; best effort."""
@@ -577,6 +615,25 @@ def unsupported_lines(
         cell_line(cell, devices[cell.serial], status=status, reason=reason)
         for cell, reason in pairs
     ]
+
+
+def stop_pids_script(pid_files: str, kill_wait_s: float) -> str:
+    """A device shell script: stop the benchmark processes named by `pid_files` (a quoted path
+    or glob), SIGTERM then SIGKILL, remove the files and print the pids it stopped.
+
+    A pid counts only while its command line names benchmark_model (pids are reused).
+    """
+    steps = max(1, int(kill_wait_s / 0.2))
+    return (
+        f'ps_=; for f_ in {pid_files}; do [ -f "$f_" ] || continue; read p_ <"$f_"; '
+        'case "$p_" in ""|*[!0-9]*) ;; *) case "$(tr "\\0" " " 2>/dev/null </proc/$p_/cmdline)" in '
+        '*benchmark_model*) kill -TERM $p_ 2>/dev/null && ps_="$ps_ $p_";; esac;; esac; '
+        'rm -f "$f_"; done; '
+        f'i_=0; while [ -n "$ps_" ] && [ $i_ -lt {steps} ]; do a_=; '
+        'for p_ in $ps_; do kill -0 $p_ 2>/dev/null && a_=1; done; [ -z "$a_" ] && break; '
+        "sleep 0.2; i_=$((i_+1)); done; "
+        'for p_ in $ps_; do kill -KILL $p_ 2>/dev/null; done; echo "stopped:$ps_"'
+    )
 
 
 def _pid(output: str) -> int | None:
