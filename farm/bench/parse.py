@@ -40,17 +40,23 @@ Failure kinds (``BenchmarkResult.failure_kind`` when ``status == "failed"``):
 ``aborted``
     the tool stopped on a ``FATAL:`` check.
 ``crashed``
-    no summary and no tool error: the process died or the log was cut.
+    no summary and no tool error: the process died or the log was cut. Given the exit status
+    (``exit_status=`` of the parse functions, or ``classify_exit``), 128 + N is a crash by
+    signal N whatever the log says, named in ``signal`` (``crashed (SIGSEGV)``).
 ``tool_error``
     the tool reported failure for a reason not recognised above.
 
-The tool's own error lines are kept in ``errors`` (at most 50 per invocation).
+The tool's own error lines are kept in ``errors`` (at most 50 per invocation); informational
+lines (the GPU delegate's list of ops it leaves to the CPU) go to ``warnings``. Node counts come
+from the runtime's ``Replacing N out of M node(s)`` lines when printed (summed over subgraphs),
+else from a delegate's own summary line: each fact is counted once.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import signal
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,6 +79,7 @@ __all__ = [
     "RunStats",
     "iter_file",
     "iter_lines",
+    "classify_exit",
     "parse_file",
     "parse_lines",
     "parse_text",
@@ -263,6 +270,18 @@ class BenchmarkResult:
     profile_regular: OpProfile | None = None
     model_size_mb: Number | None = None
     format: str | None = None
+    exit_status: int | None = None  # the process's exit status, when the caller knows it
+    signal: str | None = None  # the signal that ended the process (SIGSEGV, …), when known
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run failed, one line: "crashed (SIGSEGV)", "delegate_failed: …"; None if ok."""
+        if self.status == "ok":
+            return None
+        kind = self.failure_kind or "failed"
+        if self.signal:
+            kind = f"{kind} ({self.signal})"
+        return f"{kind}: {self.errors[0]}" if self.errors else kind
 
     @property
     def threads(self) -> int | None:
@@ -341,6 +360,8 @@ class BenchmarkResult:
             "graph": self.graph,
             "accelerator": self.accelerator,
             "model_size_mb": _finite(self.model_size_mb),
+            "exit_status": self.exit_status,
+            "signal": self.signal,
         }
 
 
@@ -353,19 +374,63 @@ def _finite(value: Number | None) -> Number | None:
 # --------------------------------------------------------------------------- public API
 
 
-def parse_text(text: str) -> list[BenchmarkResult]:
-    """Parse a whole captured output held in memory."""
-    return parse_lines(text.splitlines())
+def parse_text(text: str, *, exit_status: int | None = None) -> list[BenchmarkResult]:
+    """Parse a whole captured output held in memory.
+
+    `exit_status` is the process's exit status when known; it is folded into the last
+    invocation (see classify_exit).
+    """
+    return parse_lines(text.splitlines(), exit_status=exit_status)
 
 
-def parse_file(path: Path) -> list[BenchmarkResult]:
+def parse_file(path: Path, *, exit_status: int | None = None) -> list[BenchmarkResult]:
     """Parse a log file, reading it in bounded memory; InputError if it cannot be read."""
-    return list(iter_file(path))
+    return _with_exit(list(iter_file(path)), exit_status)
 
 
-def parse_lines(lines: Iterable[str]) -> list[BenchmarkResult]:
+def parse_lines(lines: Iterable[str], *, exit_status: int | None = None) -> list[BenchmarkResult]:
     """Parse output given line by line (line ends optional); never raises on odd input."""
-    return list(iter_lines(lines))
+    return _with_exit(list(iter_lines(lines)), exit_status)
+
+
+def classify_exit(result: BenchmarkResult, exit_status: int | None) -> BenchmarkResult:
+    """Fold the process's exit status into `result` (changed in place and returned).
+
+    128 + N (N ≤ 64): killed by signal N, so ``crashed`` whatever the log says; ``signal``
+    names it.
+    1..127 after a log that looks fine or merely stops: the tool failed without saying why.
+    0 or None: the log alone decides (some builds exit 0 even on failure).
+    """
+    if exit_status is None:
+        return result
+    result.exit_status = exit_status
+    if 128 < exit_status <= 128 + 64:
+        result.status, result.failure_kind = "failed", "crashed"
+        result.signal = _signal_name(exit_status - 128)
+    elif exit_status > 0:
+        if result.status == "ok":
+            # a summary and then a non-zero exit: the timed runs failed (format doc §3)
+            result.status, result.failure_kind = "failed", "invoke_failed"
+        elif result.failure_kind == "crashed" and result.signal is None:
+            result.failure_kind = "tool_error"  # it exited on its own, it did not crash
+    return result
+
+
+def _with_exit(results: list[BenchmarkResult], exit_status: int | None) -> list[BenchmarkResult]:
+    if exit_status is None or (not results and exit_status == 0):
+        return results
+    if not results:  # nothing recognisable printed, yet the process failed
+        results.append(BenchmarkResult(status="failed", failure_kind="tool_error"))
+    classify_exit(results[-1], exit_status)
+    return results
+
+
+def _signal_name(number: int) -> str:
+    """SIGSEGV for 11 (Linux numbering, as on Android); 'signal N' when unknown."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def iter_lines(lines: Iterable[str]) -> Iterator[BenchmarkResult]:
@@ -488,7 +553,7 @@ _DISPATCH = re.compile(
     | (?P<litert>(?:Model[ ]initialization|Warmup[ ]\((?:first|avg)\)
                 |Inference[ ]\((?:avg|min|max|std)\)|Init[ ]footprint|Overall[ ]footprint
                 |Peak[ ]memory)\s*:)
-    | (?P<gpuops>(?:First[ ])?\d+[ ]operations[ ]will[ ]run[ ]on[ ]the[ ]GPU)
+    | (?P<gpuops>(?:First[ ]\d+|\d+|No)[ ]operations[ ]will[ ]run[ ]on[ ]the[ ]GPU)
     | (?P<unsupported>\S+[ ]acceleration[ ]is[ ]unsupported)
     | (?P<flagwarn>Unconsumed[ ]cmdline[ ]flags|Duplicate[ ]flags)
     )""",
@@ -517,9 +582,12 @@ _EXPLICIT = re.compile(
 _CREATED_TFL = re.compile(r"Created TensorFlow Lite (?:(XNNPACK) )?delegate for (\w+)")
 _CREATED_KERNELS = re.compile(r"Created (\d{1,18}) GPU delegate kernels")
 _GPU_OPS = re.compile(
-    r"(?:First )?(\d{1,18}) operations will run on the GPU, and the remaining (\d{1,18})"
+    r"(?:(?:First )?(\d{1,18}) operations will run on the GPU, and the remaining (\d{1,18})"
+    r"|No operations will run on the GPU, and all (\d{1,18}))"
 )
 _GPU_UNSUPPORTED_OPS = re.compile(r"(?:Following|Next) operations are not supported by GPU")
+# One entry of that list: "CUMSUM: Operation is not supported.", "CUSTOM Foo: …"
+_GPU_OP_REASON = re.compile(r"[A-Z][A-Z0-9_]*(?: [\w./-]{1,200})?(?: v\d+)?: \S")
 _RUNS = re.compile(r"\((\d{1,18}) runs\)")
 
 _KERNEL_TO_PROVIDER = {
@@ -733,6 +801,8 @@ class _Run:
         "cont_target",
         "failed_line",
         "ended",
+        "tallies",
+        "gpu_listing",
     )
 
     def __init__(self) -> None:
@@ -757,6 +827,9 @@ class _Run:
         self.cont_target: list[str] = self.result.errors
         self.failed_line = False
         self.ended = False  # the tool said it stopped: what follows is another invocation
+        # node counts per delegate and per kind of line (see _settle_delegation)
+        self.tallies: dict[str, dict[str, list[int | None]]] = {}
+        self.gpu_listing = False  # inside the GPU delegate's list of ops it does not take
 
 
 class _Parser:
@@ -827,6 +900,17 @@ class _Parser:
                 for part in parts:
                     self._line(part)
                 return
+        if run.gpu_listing:
+            if _GPU_OP_REASON.match(msg):
+                _add(run.result.warnings, msg)
+                return
+            run.gpu_listing = False
+        if _GPU_UNSUPPORTED_OPS.match(msg):
+            # informational, not a failure: the listed ops stay on the CPU (partial delegation)
+            _add(run.result.warnings, msg)
+            run.gpu_listing = True
+            run.continuation = 0
+            return
         if run.table is not None and ("\t" in raw or run.columns is not None or "[" in msg):
             if self._table_row(run, raw, msg):
                 return
@@ -836,13 +920,8 @@ class _Parser:
             self._handlers[d.lastgroup](run, msg, sev)
             return
         if sev in ("ERROR", "FATAL") or lvl in ("E", "F"):
-            if _GPU_UNSUPPORTED_OPS.match(msg):
-                # not a failure: the listed ops stay on the CPU (partial delegation)
-                _add(run.result.warnings, msg)
-                run.cont_target = run.result.warnings
-            else:
-                self._error(run, msg, fatal=sev == "FATAL" or lvl == "F")
-                run.cont_target = run.result.errors
+            self._error(run, msg, fatal=sev == "FATAL" or lvl == "F")
+            run.cont_target = run.result.errors
             run.continuation = 20
             return
         e = _ECHO.match(msg)
@@ -930,10 +1009,7 @@ class _Parser:
                 run = self._new()
             d = run.result.delegation.get(_provider(m.group(1)))
             d.kernel = m.group(1)
-            d.nodes_delegated, d.nodes_total = int(m.group(2)), int(m.group(3))
-            d.partitions = int(m.group(4))
-            if d.coverage is None:
-                d.coverage = _coverage(d.nodes_delegated, d.nodes_total)
+            _tally(run, d.name, "simple", int(m.group(2)), int(m.group(3)), int(m.group(4)))
             return True
         return False
 
@@ -1064,17 +1140,8 @@ class _Parser:
         kernel = m.group(3)
         d = run.result.delegation.get(_provider(kernel))
         d.kernel = kernel
-        delegated, partitions = int(m.group(1)), int(m.group(4))
         total = int(m.group(2)) if m.group(2) else None
-        # several subgraphs each print a line: add them up
-        d.nodes_delegated = (d.nodes_delegated or 0) + delegated
-        d.partitions = (d.partitions or 0) + partitions
-        if total is not None:
-            d.nodes_total = (d.nodes_total or 0) + total
-        if d.coverage is None or d.coverage in ("full", "partial"):
-            explicit = d.kernels is not None
-            if not explicit and d.nodes_total is not None:
-                d.coverage = _coverage(d.nodes_delegated, d.nodes_total)
+        _tally(run, d.name, "replacing", int(m.group(1)), total, int(m.group(4)))
 
     def _on_created(self, run: _Run, msg: str, sev: str | None) -> None:
         m = _CREATED_TFL.match(msg)
@@ -1202,11 +1269,12 @@ class _Parser:
         m = _GPU_OPS.match(msg)
         if m is None:
             return
-        d = run.result.delegation.get("GPU")
-        on_gpu, on_cpu = int(m.group(1)), int(m.group(2))
-        d.nodes_delegated, d.nodes_total = on_gpu, on_gpu + on_cpu
-        if d.coverage is None:
-            d.coverage = _coverage(on_gpu, on_gpu + on_cpu)
+        run.result.delegation.get("GPU")
+        if m.group(3) is not None:  # "No operations will run on the GPU, and all N …"
+            on_gpu, total = 0, int(m.group(3))
+        else:
+            on_gpu, total = int(m.group(1)), int(m.group(1)) + int(m.group(2))
+        _tally(run, "GPU", "gpu_ops", on_gpu, total, None)
 
     def _on_unsupported(self, run: _Run, msg: str, sev: str | None) -> None:
         _add(run.result.warnings, msg)
@@ -1347,6 +1415,42 @@ def _provider(name: str) -> str:
     return "EXTERNAL"
 
 
+def _tally(
+    run: _Run,
+    name: str,
+    source: str,
+    delegated: int | None,
+    total: int | None,
+    partitions: int | None,
+) -> None:
+    """Add one line's node counts for delegate `name`; each subgraph prints its own line."""
+    row = run.tallies.setdefault(name, {}).setdefault(source, [None, None, None])
+    for i, value in enumerate((delegated, total, partitions)):
+        if value is not None:
+            row[i] = (row[i] or 0) + value
+
+
+# Lines that give node counts, most authoritative first. The runtime's "Replacing N out of M
+# node(s)" counts what was delegated; a delegate's own summary (simple delegates) and the GPU
+# delegate's "N operations will run on the GPU" say the same thing again, or what it would take.
+_TALLY_SOURCES = ("replacing", "simple", "gpu_ops")
+
+
+def _settle_delegation(run: _Run) -> None:
+    """Each delegate's node counts from its most authoritative line, counted once."""
+    for d in run.result.delegation.delegates:
+        sources = run.tallies.get(d.name)
+        if sources:
+            for i, attr in enumerate(("nodes_delegated", "nodes_total", "partitions")):
+                for source in _TALLY_SOURCES:
+                    row = sources.get(source)
+                    if row is not None and row[i] is not None:
+                        setattr(d, attr, row[i])
+                        break
+        if d.coverage is None:
+            d.coverage = _coverage(d.nodes_delegated, d.nodes_total)
+
+
 def _coverage(delegated: int | None, total: int | None) -> str | None:
     if delegated is None or total is None:
         return None
@@ -1360,6 +1464,7 @@ def _coverage(delegated: int | None, total: int | None) -> str | None:
 
 def _finish(run: _Run) -> BenchmarkResult:
     result = run.result
+    _settle_delegation(run)
     warm, timed = run.stats
     if run.phase == 0 and run.summary is not None and timed is None and warm is not None:
         # count lines without "Running benchmark" headers: the last one before the summary is
@@ -1416,7 +1521,27 @@ def _finish(run: _Run) -> BenchmarkResult:
     if failed:
         result.status = "failed"
         result.failure_kind = _failure_kind(run, completed)
+        if result.failure_kind == "crashed":
+            result.signal = _crash_signal(result.errors)
     return result
+
+
+_CRASH_SIGNAL = re.compile(r"Fatal signal (\d{1,2})|(Segmentation fault|Aborted|Bus error|Killed)")
+_CRASH_WORDS = {
+    "Segmentation fault": "SIGSEGV",
+    "Aborted": "SIGABRT",
+    "Bus error": "SIGBUS",
+    "Killed": "SIGKILL",
+}
+
+
+def _crash_signal(errors: list[str]) -> str | None:
+    """The signal a crash line names: logcat's 'Fatal signal 11', a shell's 'Segmentation fault'."""
+    for line in errors:
+        m = _CRASH_SIGNAL.search(line)
+        if m is not None:
+            return _signal_name(int(m.group(1))) if m.group(1) else _CRASH_WORDS[m.group(2)]
+    return None
 
 
 def _failure_kind(run: _Run, completed: bool) -> str:
