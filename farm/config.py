@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from farm.android.adb import parse_server  # one parser for adb server addresses
 from farm.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "farm.yaml"
@@ -276,14 +277,6 @@ class Config(_Strict):
             if spec.label == label:
                 return spec
         raise KeyError(label)
-
-
-def parse_server(text: str) -> tuple[str, int]:
-    """'host:port' → (host, port); ValueError with a readable message otherwise."""
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"adb server {text!r} is not host:port (e.g. 127.0.0.1:5037)")
-    return host, int(port)
 
 
 def default_adb_servers() -> list[str]:

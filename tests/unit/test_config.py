@@ -205,8 +205,13 @@ def test_unreadable_inputs(tmp_path: Path):
 def test_adb_server_format(tmp_path: Path):
     path = write(tmp_path, "adb_servers:\n  - 127.0.0.1:5037\n  - localhost\n")
     assert error_of(path) == (
-        f"{path}:3: adb_servers[1]: adb server 'localhost' is not host:port (e.g. 127.0.0.1:5037)"
+        f"{path}:3: adb_servers[1]: bad adb server address 'localhost' (expected host:port)"
     )
+    path = write(tmp_path, "adb_servers: ['10.0.0.2:70000']\n")
+    assert "bad port in adb server address '10.0.0.2:70000'" in error_of(path)
+    # the same parser as the adb layer: whatever it takes, farm.yaml takes
+    path = write(tmp_path, "adb_servers: ['[::1]:5038', '5039']\n")
+    assert load_config(path).adb_servers == ["[::1]:5038", "5039"]
 
 
 def test_binaries_abi_is_checked(tmp_path: Path):
