@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from farm.errors import ConfigError
 
@@ -71,14 +71,28 @@ class Battery(_Strict):
 
 
 class Failure(_Strict):
-    """A way a delegate fails on this device: when the model matches, the run fails so."""
+    """A way a delegate fails on this device: when the model matches, the run fails so.
 
-    when: Literal["always", "quantized", "float", "model_glob"] = "always"
+    `when`: always, quantized, float, has_op (the model holds op `op`, e.g. CUMSUM: models reach
+    a phone named by content hash, so this is how a profile singles out a model) or model_glob
+    (the model's file name or device path matches `model_glob`).
+    """
+
+    when: Literal["always", "quantized", "float", "has_op", "model_glob"] = "always"
     model_glob: str = ""
+    op: str = ""  # a TFLite builtin (or custom) op name, for `when: has_op`
     kind: Literal["init_error", "prepare_error", "crash"] = "prepare_error"
     # Tool lines the stand-in prints (e.g. the NNAPI error); `crash` dies by `signal`.
     message: str = ""
     signal: int = 11
+
+    @model_validator(mode="after")
+    def _trigger_given(self) -> Failure:
+        if self.when == "has_op" and not self.op:
+            raise ValueError("when: has_op needs op (e.g. op: CUMSUM)")
+        if self.when == "model_glob" and not self.model_glob:
+            raise ValueError("when: model_glob needs model_glob (e.g. model_glob: '*tiny*')")
+        return self
 
 
 class Accelerator(_Strict):
@@ -165,14 +179,34 @@ def load_profile(path: Path) -> Profile:
         raise ConfigError(f"{path}: invalid device profile: {' '.join(first[:3])}") from None
 
 
-@lru_cache(maxsize=4)
-def all_profiles(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
-    """Every profile in the folder, by name."""
+def _folder_key(directory: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """The folder's resolved path and each profile file's (name, mtime, size)."""
+    folder = Path(directory).resolve()
+    files = []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        files.append((path.name, st.st_mtime_ns, st.st_size))
+    return str(folder), tuple(files)
+
+
+@lru_cache(maxsize=8)
+def _load_folder(key: tuple[str, tuple[tuple[str, int, int], ...]]) -> dict[str, Profile]:
+    folder = Path(key[0])
     profiles: dict[str, Profile] = {}
-    for path in sorted(directory.glob("*.yaml")):
-        profile = load_profile(path)
+    for name, _mtime, _size in key[1]:
+        profile = load_profile(folder / name)
         profiles[profile.name] = profile
     return profiles
+
+
+def all_profiles(directory: Path = PROFILE_DIR) -> dict[str, Profile]:
+    """Every profile in the folder, by name (reloaded when a file of it changes)."""
+    if not Path(directory).is_dir():
+        raise ConfigError(f"{directory}: no such folder of device profiles")
+    return dict(_load_folder(_folder_key(directory)))
 
 
 def get_profile(name: str, directory: Path = PROFILE_DIR) -> Profile:

@@ -95,6 +95,8 @@ def matching_failure(acc: Accelerator, model: ModelInfo) -> Failure | None:
             return failure
         if failure.when == "float" and not model.quantized:
             return failure
+        if failure.when == "has_op" and failure.op in model.op_sequence:
+            return failure
         if failure.when == "model_glob" and (
             fnmatch.fnmatchcase(name, failure.model_glob)
             or fnmatch.fnmatchcase(model.path, failure.model_glob)

@@ -32,3 +32,62 @@ def test_bad_profile_names_the_file(tmp_path: Path):
     bad.write_text("name: x\nprops: {}\ncpu: {clusters: []}\nsurprise: 1\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_profile(bad)
+
+
+def test_default_and_explicit_folder_share_one_cache():
+    default, explicit = all_profiles(), all_profiles(PROFILE_DIR)
+    assert default.keys() == explicit.keys()
+    assert all(default[name] is explicit[name] for name in default)
+    assert get_profile("pixel_7") is get_profile("pixel_7", PROFILE_DIR)
+
+
+def test_a_changed_profile_file_is_read_again(tmp_path: Path):
+    source = (PROFILE_DIR / "pixel_7.yaml").read_text()
+    path = tmp_path / "mine.yaml"
+    path.write_text(source.replace("name: pixel_7", "name: my_phone", 1))
+    assert all_profiles(tmp_path)["my_phone"].model == "Pixel 7"
+    path.write_text(
+        source.replace("name: pixel_7", "name: my_phone", 1).replace(
+            "ro.product.model: Pixel 7\n", "ro.product.model: Pixel 7 Lab\n", 1
+        )
+        + "\n"  # a different size, whatever the clock's resolution
+    )
+    assert get_profile("my_phone", tmp_path).model == "Pixel 7 Lab"
+    assert "my_phone" not in all_profiles()
+
+
+def test_missing_profile_folder_is_one_line(tmp_path: Path):
+    with pytest.raises(ConfigError, match="no such folder"):
+        all_profiles(tmp_path / "absent")
+
+
+@pytest.mark.parametrize(
+    ("failure", "expected"),
+    [
+        ("{when: has_op, kind: crash}", "needs op"),
+        ("{when: model_glob, kind: crash}", "needs model_glob"),
+        ("{when: sometimes}", "when"),
+    ],
+)
+def test_failure_triggers_are_checked(tmp_path: Path, failure: str, expected: str):
+    source = (PROFILE_DIR / "galaxy_a54.yaml").read_text()
+    start = source.index("      - when: has_op")
+    end = source.index("  nnapi:")
+    path = tmp_path / "bad.yaml"
+    path.write_text(source[:start] + f"      - {failure}\n" + source[end:])
+    with pytest.raises(ConfigError, match=expected):
+        load_profile(path)
+
+
+def test_has_op_failure_matches_by_content():
+    from farm.models import inspect_model
+    from farm.sim.delegates_sim import matching_failure
+
+    models = PROFILE_DIR.parent / "models"
+    gpu = get_profile("galaxy_a54").delegates.gpu
+    assert gpu is not None
+    tiny = inspect_model(models / "tiny_cnn_cumsum_float.tflite")
+    mobile = inspect_model(models / "mobilenet_v1_0.25_128_float.tflite")
+    crash = matching_failure(gpu, tiny)
+    assert crash is not None and crash.kind == "crash" and crash.signal == 11
+    assert matching_failure(gpu, mobile) is None
