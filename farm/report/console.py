@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import IO, Any
 
+from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from farm.report.frame import UNSTABLE_STD_RATIO
 from farm.report.text import safe_text
+
+# rich draws 80 columns when stdout is not a terminal: far too narrow for a report in a CI log.
+PIPE_WIDTH = 120
+
+
+def report_console(file: IO[str] | None = None) -> Console:
+    """A console for reports: the terminal's width, or PIPE_WIDTH when piped and COLUMNS unset.
+
+    Colour follows rich: none when piped, none with NO_COLOR set.
+    """
+    console = Console(file=file, highlight=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
+        console.width = PIPE_WIDTH
+    return console
 
 
 def print_report(
@@ -21,7 +39,7 @@ def print_report(
     """Print the report of these cell lines (device text is never read as markup)."""
     from farm.report.frame import best_per_device, cells_frame, problems_frame, summary_frame
 
-    console = console or Console()
+    console = console or report_console()
     df = cells_frame(cells)
     if df.empty:
         console.print("No results.", markup=False, highlight=False)
@@ -33,23 +51,53 @@ def print_report(
         console.print(
             Text("Results marked (simulated) come from virtual phones, not real hardware.")
         )
-    for serial, rows in summary.groupby("serial", sort=False):
-        console.print(_device_table(str(serial), rows, console.width))
+    labels = device_labels(summary)
+    for _, rows in summary.groupby("serial", sort=False):
+        console.print()
+        console.print(Text(device_heading(rows.iloc[0]), style="bold"))
+        table = _device_table(rows, with_model=True)
+        if _natural_width(console, table) <= console.width:
+            console.print(table)
+            continue
+        # too narrow for a model column: one table per model, named in its title
+        for i, (_, model_rows) in enumerate(rows.groupby("model", sort=False)):
+            if i:
+                console.print()
+            console.print(_device_table(model_rows, with_model=False))
+    console.print(Text(LEGEND, style="dim"))
     best = best_per_device(summary)
     if not best.empty:
-        console.print(_best_table(best))
+        console.print()
+        console.print(_best_table(best, labels))
     problems = problems_frame(df)
     if not problems.empty:
-        console.print(_problems_table(problems))
+        console.print()
+        console.print(_problems_table(problems, labels))
 
 
-def device_title(row: Any) -> str:
-    """'Pixel 7 · Google GS201 · serial · profile pixel_7 (simulated)' for one device."""
-    parts = [row["device"] or "unknown model", row["soc"], str(row["serial"])]
-    if row["profile"]:
-        parts.append(f"profile {row['profile']}")
+LEGEND = (
+    "latency: mean ± std of the timed runs, ms · vs CPU: speed-up over CPU with 1 thread · "
+    f"noisy: std ≥ {UNSTABLE_STD_RATIO:.0%} of the mean"
+)
+
+
+def device_heading(row: Any) -> str:
+    """'Pixel 7 · Google GS201 · serial · pixel_7 (simulated)': one device, compact."""
+    parts = [row["device"] or "unknown model", row["soc"], str(row["serial"]), row["profile"]]
     text = " · ".join(safe_text(p) for p in parts if p)
     return text + (" (simulated)" if row["simulated"] else "")
+
+
+def device_labels(frame: Any) -> dict[str, str]:
+    """Serial → a short name for tables: the model, with the serial when two devices share it."""
+    names: dict[str, str] = {}
+    for serial, model in zip(frame["serial"], frame["device"], strict=True):
+        names.setdefault(str(serial), safe_text(model))
+    taken = [n for n in names.values() if n]
+    return {
+        serial: name if name and taken.count(name) == 1 else f"{name} {serial}".strip()
+        for serial, name in names.items()
+    }
 
 
 def latency_text(latency_ms: float, std_ms: float) -> str:
@@ -74,51 +122,90 @@ def speedup_text(value: float) -> str:
     return "-" if value != value else f"{value:.2f}×"
 
 
-def _device_table(serial: str, rows: Any, width: int) -> Table:
-    table = Table(title=Text(device_title(rows.iloc[0])), title_justify="left", expand=False)
-    for name, justify in (
-        ("model", "left"),
-        ("delegate", "left"),
-        ("threads", "right"),
-        ("latency ms", "right"),
-        ("runs", "right"),
-        ("delegation", "left"),
-        ("vs CPU 1t", "right"),
-        ("status", "left"),
-    ):
-        # The status column (with its stability notes) wraps first, so names stay whole.
+def _label_width(labels: Mapping[str, str]) -> int:
+    """Room for device labels to stay whole (up to 24 columns)."""
+    return min(max((len(label) for label in labels.values()), default=0), 24)
+
+
+def _natural_width(console: Console, table: Table) -> int:
+    """The width `table` takes when nothing has to wrap."""
+    return Measurement.get(console, console.options.update_width(1 << 16), table).maximum
+
+
+def _table(*columns: tuple[str, str], title: str | None = None) -> Table:
+    """A light table (rules under the header only) that spends its width on the text."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+        expand=False,
+    )
+    for name, justify in columns:
+        numeric = justify == "right"
         table.add_column(
             name,
             justify=justify,  # type: ignore[arg-type]
+            no_wrap=numeric,
             overflow="fold",
-            max_width=max(16, (width - 60) // 4) if name == "status" else None,
-        )
-    models = list(rows["model"])
-    for i, row in enumerate(rows.itertuples()):
-        status = row.status if not row.flags else f"{row.status} ({row.flags})"
-        last_of_model = i + 1 == len(models) or models[i + 1] != row.model
-        first_of_model = i == 0 or models[i - 1] != row.model
-        table.add_row(
-            Text(safe_text(row.model) if first_of_model else ""),
-            Text(safe_text(row.delegate)),
-            Text(str(row.threads)),
-            Text(latency_text(row.latency_ms, row.std_ms)),
-            Text(runs_text(row.runs)),
-            Text(safe_text(row.coverage) or "-"),
-            Text(speedup_text(row.speedup)),
-            Text(safe_text(status), style="green" if row.status == "ok" else "red"),
-            end_section=last_of_model,
         )
     return table
 
 
-def _best_table(best: Any) -> Table:
-    table = Table(title="Best configuration per device", title_justify="left")
-    for name in ("device", "model", "delegate", "threads", "latency ms", "vs CPU 1t"):
-        table.add_column(name, overflow="fold")
+def _device_table(rows: Any, *, with_model: bool) -> Table:
+    """The device's rows; without a model column, a table of one model titled with its name."""
+    from farm.report.frame import short_coverage, short_flags
+
+    columns = [
+        ("delegate", "left"),
+        ("thr", "right"),
+        ("latency ms", "right"),
+        ("runs", "right"),
+        ("delegation", "left"),
+        ("vs CPU", "right"),
+        ("status", "left"),
+    ]
+    if with_model:
+        table = _table(("model", "left"), *columns)
+    else:
+        table = _table(*columns, title=safe_text(rows["model"].iloc[0]))
+    models = list(rows["model"])
+    for i, (_, row) in enumerate(rows.iterrows()):
+        flags = short_flags(row)
+        status = row["status"] + (", " + ", ".join(flags) if flags else "")
+        last_of_model = i + 1 == len(models) or models[i + 1] != row["model"]
+        first_of_model = i == 0 or models[i - 1] != row["model"]
+        cells = [
+            Text(safe_text(row["delegate"])),
+            Text(str(row["threads"])),
+            Text(latency_text(row["latency_ms"], row["std_ms"])),
+            Text(runs_text(row["runs"])),
+            Text(short_coverage(safe_text(row["coverage"])) or "-"),
+            Text(speedup_text(row["speedup"])),
+            Text(safe_text(status), style="green" if row["status"] == "ok" else "red"),
+        ]
+        if with_model:
+            cells.insert(0, Text(safe_text(row["model"]) if first_of_model else ""))
+        table.add_row(*cells, end_section=last_of_model and with_model)
+    return table
+
+
+def _best_table(best: Any, labels: Mapping[str, str]) -> Table:
+    table = _table(
+        ("device", "left"),
+        ("model", "left"),
+        ("delegate", "left"),
+        ("thr", "right"),
+        ("latency ms", "right"),
+        ("vs CPU", "right"),
+        title="Best configuration per device",
+    )
+    table.columns[0].min_width = _label_width(labels)
     for _, row in best.iterrows():
         table.add_row(
-            Text(device_title(row)),
+            Text(labels.get(str(row["serial"]), safe_text(row["serial"]))),
             Text(safe_text(row["model"])),
             Text(safe_text(row["delegate"])),
             Text(str(row["threads"])),
@@ -128,16 +215,20 @@ def _best_table(best: Any) -> Table:
     return table
 
 
-def _problems_table(problems: Any) -> Table:
-    table = Table(title="Cells without a number", title_justify="left")
-    for name in ("device", "delegate", "models", "threads", "status", "cells", "reason"):
-        table.add_column(name, overflow="fold")
+def _problems_table(problems: Any, labels: Mapping[str, str]) -> Table:
+    table = _table(
+        ("device", "left"),
+        ("delegate", "left"),
+        ("models", "left"),
+        ("thr", "left"),
+        ("status", "left"),
+        ("cells", "right"),
+        ("reason", "left"),
+        title="Cells without a number",
+    )
     for _, row in problems.iterrows():
-        device = safe_text(row["device"] or row["serial"]) + (
-            " (simulated)" if row["simulated"] else ""
-        )
         table.add_row(
-            Text(device),
+            Text(labels.get(str(row["serial"]), safe_text(row["device"] or row["serial"]))),
             Text(safe_text(row["delegate"])),
             Text(safe_text(row["models"])),
             Text(str(row["threads"])),

@@ -191,19 +191,44 @@ def coverage_text(delegation: Mapping[str, Any] | None, delegate: str = "") -> s
     return text
 
 
+def short_coverage(text: str) -> str:
+    """coverage_text shortened for narrow tables: "GPU 29/31, 3 parts", "NNAPI: none"."""
+    text = text.replace(" nodes", "").replace(": nothing delegated", ": none")
+    return text.replace(" partitions", " parts").replace(" partition", " part")
+
+
 def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def stability_flags(latency_ms: float, std_ms: float, runs: int | None) -> list[str]:
-    """Warnings that go beside a number: a spread of 10 % or more, or too few runs."""
+def stability_flags(
+    latency_ms: float, std_ms: float, runs: int | None, *, short: bool = False
+) -> list[str]:
+    """Warnings that go beside a number: a spread of 10 % or more, or too few runs.
+
+    `short` gives the narrow-table words ("noisy", "3 runs") that a legend explains.
+    """
     flags = []
     if _finite(latency_ms) and _finite(std_ms) and latency_ms > 0:
         ratio = std_ms / latency_ms
         if ratio >= UNSTABLE_STD_RATIO:
-            flags.append(f"unstable: std {ratio:.0%} of mean")
+            flags.append("noisy" if short else f"unstable: std {ratio:.0%} of mean")
     if runs is not None and runs < MIN_RUNS:
-        flags.append(f"only {runs} run{'s' if runs != 1 else ''}")
+        plural = "s" if runs != 1 else ""
+        flags.append(f"{runs} run{plural}" if short else f"only {runs} run{plural}")
+    return flags
+
+
+def short_flags(row: Any) -> list[str]:
+    """The stability flags of one summary row, in their short form."""
+    if row["status"] != "ok":
+        return []
+    runs = row["runs"]
+    flags = stability_flags(
+        row["latency_ms"], row["std_ms"], None if pd.isna(runs) else int(runs), short=True
+    )
+    if row["repeats_ok"] < row["repeats"]:
+        flags.append(f"{row['repeats_ok']}/{row['repeats']} ok")
     return flags
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from farm.report.console import device_title, latency_text, runs_text, speedup_text
+from farm.report.console import (
+    device_heading,
+    device_labels,
+    latency_text,
+    runs_text,
+    speedup_text,
+)
 from farm.report.text import md_text
 
 
@@ -38,8 +44,9 @@ def render_markdown(
         "repeats); *vs CPU 1t* is the speed-up against the same model on CPU with 1 thread.",
         "",
     ]
+    labels = device_labels(summary)
     for _, rows in summary.groupby("serial", sort=False):
-        out += [f"## {md_text(device_title(rows.iloc[0]))}", ""]
+        out += [f"## {md_text(device_heading(rows.iloc[0]))}", ""]
         out += _table(
             [
                 "model",
@@ -72,7 +79,7 @@ def render_markdown(
             ["device", "model", "delegate", "threads", "latency ms", "vs CPU 1t"],
             [
                 [
-                    md_text(device_title(row)),
+                    md_text(labels.get(str(row["serial"]), row["serial"])),
                     md_text(row["model"]),
                     md_text(row["delegate"]),
                     str(row["threads"]),
@@ -89,8 +96,7 @@ def render_markdown(
             ["device", "delegate", "models", "threads", "status", "cells", "reason"],
             [
                 [
-                    md_text(row["device"] or row["serial"])
-                    + (" *(simulated)*" if row["simulated"] else ""),
+                    md_text(labels.get(str(row["serial"]), row["device"] or row["serial"])),
                     md_text(row["delegate"]),
                     md_text(row["models"]),
                     str(row["threads"]),

@@ -18,12 +18,14 @@ from farm.android.info import DeviceInfo
 from farm.bench.plan import Cell
 from farm.config import DelegateSpec
 from farm.report import write_outputs
-from farm.report.console import print_report
+from farm.report.console import PIPE_WIDTH, device_labels, print_report, report_console
 from farm.report.frame import (
     best_per_device,
     cells_frame,
     coverage_text,
     problems_frame,
+    short_coverage,
+    short_flags,
     stability_flags,
     summary_frame,
 )
@@ -180,13 +182,108 @@ def render(cells: list[dict], width: int = 160) -> str:
 
 def test_console_report():
     text = render(lab_cells())
-    assert "Pixel 7 · Google GS201 · p7 · profile pixel_7 (simulated)" in text
+    assert "Pixel 7 · Google GS201 · p7 · pixel_7 (simulated)" in text
     assert "sdk_gphone64_x86_64 · emulator-5554" in text
     assert "8.50 ± 0.51" in text and "2.35×" in text and "4.00×" in text
-    assert "GPU 29/31 nodes, 3 partitions" in text
+    assert "GPU 29/31, 3 parts" in text
+    assert "ok, noisy" in text  # the emulator's std is 20 % of its mean; the legend says so
+    assert "noisy: std ≥ 10% of the mean" in text
     assert "Best configuration per device" in text
     assert "no GPU delegate on this device" in text and "unsupported" in text
     assert "virtual phones" in text
+    # the simulated mark once per device (in its heading), plus the note
+    assert text.count("(simulated)") == 2
+
+
+LONG_MODEL = "mobilenet_v1_0.25_128_float_quant_edgetpu"
+
+
+def long_cells() -> list[dict]:
+    cells = lab_cells()
+    cells += [line(PIXEL, d, t, avg_us=900, std_us=200, delegation=GPU_PARTIAL, model=LONG_MODEL,
+                   simulated=True) for d in ("cpu", "gpu") for t in (1, 4)]  # fmt: skip
+    return cells
+
+
+@pytest.mark.parametrize("width", [80, PIPE_WIDTH])
+def test_console_report_fits_its_width(width: int):
+    text = render(long_cells(), width=width)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert LONG_MODEL in text  # model names are never cut
+    gpu_rows = [line for line in lines if "GPU 29/31, 3 parts" in line]
+    assert len(gpu_rows) == 5  # delegation text stays on one line
+    assert all("5.00 ± 0.05" in line or "0.90 ± 0.20" in line for line in gpu_rows)
+
+
+def test_console_narrow_tables_are_per_model():
+    def sections(width: int) -> tuple[str, str]:
+        text = render(long_cells(), width=width)
+        pixel = text.index("Pixel 7 · Google GS201")
+        emulator = text.index("sdk_gphone64_x86_64 · emulator-5554")
+        return text[pixel:emulator], text[emulator:]
+
+    header = re.compile(r"^model +delegate +thr", re.MULTILINE)
+    pixel, emulator = sections(PIPE_WIDTH)
+    assert header.search(pixel) and header.search(emulator)
+    # at 80 columns the Pixel's long model name would squeeze a model column: a table per model
+    pixel, emulator = sections(80)
+    assert not header.search(pixel) and header.search(emulator)
+    assert re.search(rf"^{LONG_MODEL} *\n *delegate +thr", pixel, re.MULTILINE)
+    assert re.search(r"^mobilenet *\n *delegate +thr", pixel, re.MULTILINE)
+
+
+def test_report_console_width_when_piped(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS"):
+        monkeypatch.delenv(name, raising=False)
+    buf = io.StringIO()
+    console = report_console(buf)
+    assert console.width == PIPE_WIDTH and not console.is_terminal
+    print_report(long_cells(), console=console)
+    assert "\x1b[" not in buf.getvalue()  # no colour when piped
+    monkeypatch.setenv("COLUMNS", "100")
+    assert report_console(io.StringIO()).width == 100  # the user's choice wins
+
+
+def test_report_console_honours_no_color(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # as if on a terminal
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    colour = re.compile(r"\x1b\[[0-9;]*(?:3[0-9]|9[0-7])m")  # a foreground colour
+
+    def out() -> str:
+        buf = io.StringIO()
+        print_report(lab_cells(), console=report_console(buf))
+        return buf.getvalue()
+
+    assert colour.search(out())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not colour.search(out())
+
+
+def test_short_texts():
+    assert short_coverage("GPU 29/31 nodes, 3 partitions") == "GPU 29/31, 3 parts"
+    assert short_coverage("XNNPACK 6/7 nodes, 1 partition") == "XNNPACK 6/7, 1 part"
+    assert short_coverage("NNAPI: nothing delegated") == "NNAPI: none"
+    assert short_coverage("") == ""
+    summary = summary_frame(cells_frame(lab_cells()))
+    emu = summary[(summary["serial"] == "emulator-5554") & (summary["delegate"] == "cpu")]
+    assert short_flags(emu.iloc[0]) == ["noisy"]
+    assert short_flags(emu.iloc[1]) == []  # a timeout has no numbers to flag
+    cells = [line(PIXEL, "cpu", 1, avg_us=1000, std_us=10, count=3, repeat=0),
+             line(PIXEL, "cpu", 1, "device_lost", reason="gone", repeat=1)]  # fmt: skip
+    assert short_flags(summary_frame(cells_frame(cells)).iloc[0]) == ["3 runs", "1/2 ok"]
+    assert stability_flags(10.0, 2.0, 3, short=True) == ["noisy", "3 runs"]
+
+
+def test_device_labels_add_the_serial_only_when_needed():
+    twin = DeviceInfo(serial="p7b", server="127.0.0.1:5037", state="device", model="Pixel 7",
+                      sdk=34, abis=("arm64-v8a",))  # fmt: skip
+    cells = [line(PIXEL, "cpu", 1, avg_us=1), line(EMU, "cpu", 1, avg_us=1)]
+    labels = device_labels(summary_frame(cells_frame(cells)))
+    assert labels == {"p7": "Pixel 7", "emulator-5554": "sdk_gphone64_x86_64"}
+    labels = device_labels(summary_frame(cells_frame([*cells, line(twin, "cpu", 1, avg_us=1)])))
+    assert (labels["p7"], labels["p7b"]) == ("Pixel 7 p7", "Pixel 7 p7b")
 
 
 HOSTILE = DeviceInfo(serial="evil", server="127.0.0.1:5037", state="device",
@@ -222,7 +319,7 @@ def test_markdown_escapes_device_text():
 def test_markdown_report_sections():
     text = render_markdown(lab_cells())
     assert text.startswith("# farm report")
-    assert "## Pixel 7 · Google GS201 · p7 · profile pixel\\_7 (simulated)" in text
+    assert "## Pixel 7 · Google GS201 · p7 · pixel\\_7 (simulated)" in text
     assert (
         "| mobilenet | gpu | 1 | 5.00 ± 0.05 | 100 | GPU 29/31 nodes, 3 partitions | 4.00× | ok |"
         in text
