@@ -96,11 +96,9 @@ def outcome_dict(result: Any) -> dict[str, Any]:
 
 def show_result(result: Any) -> None:
     """Print the report and a one-line outcome."""
-    from rich.console import Console
+    from farm.report.console import print_report, report_console
 
-    from farm.report.console import print_report
-
-    console = Console()
+    console = report_console()
     print_report(result.cells, console=console)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v) or "no cells"
     state = " (interrupted)" if result.interrupted else ""
