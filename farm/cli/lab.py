@@ -1,4 +1,4 @@
-"""`farm lab up|status|fault|down`: a lab of virtual phones behind a real adb server."""
+"""`farm lab up|status|fault|restart|down`: a lab of virtual phones behind a real adb server."""
 
 from __future__ import annotations
 
@@ -58,13 +58,22 @@ def up_command(
             "(0-based, in --profile order), e.g. 1:unauthorized (repeatable).",
         ),
     ] = None,
+    profile_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--profile-dir", help="Folder of device profile YAML files (default: device_profiles/)."
+        ),
+    ] = None,
     directory: DirOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Start virtual phones in the background, attach them to the adb server, print them."""
+    from farm.errors import ConfigError
     from farm.sim.lab import Lab, parse_profile_specs
 
-    names = parse_profile_specs(profile or ["pixel_7"])
+    if profile_dir is not None and not profile_dir.is_dir():
+        raise ConfigError(f"--profile-dir {profile_dir}: no such folder")
+    names = parse_profile_specs(profile or ["pixel_7"], profile_dir)
     lab = Lab.start(
         names,
         engine=engine,
@@ -73,6 +82,7 @@ def up_command(
         directory=directory,
         faults=_parse_start_faults(fault or [], len(names)),
         detach=True,
+        profile_dir=profile_dir,
     )
     rows = [{k: v for k, v in row.items() if k != "alive"} for row in lab.status()]
     _render(rows, as_json, f"lab up in {lab.dir} (adb server port {lab.adb_port})")
@@ -110,6 +120,20 @@ def fault_command(
     lab = Lab.load(directory)
     lab.fault(serial, kind, **parse_option_args(options or []))
     typer.echo(f"{serial}: {kind}")
+
+
+@lab_app.command("restart")
+def restart_command(
+    serial: Annotated[str, typer.Argument(help="The phone, as adb names it (127.0.0.1:PORT).")],
+    directory: DirOption = None,
+) -> None:
+    """Start a killed phone again: same port, serial and files, as after a reboot."""
+    from farm.sim.lab import Lab
+
+    lab = Lab.load(directory)
+    lab.detached = True  # the phone outlives this command
+    phone = lab.restart(serial)
+    typer.echo(f"{phone.serial}: restarted (pid {phone.pid})")
 
 
 @lab_app.command("down")

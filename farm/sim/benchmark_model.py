@@ -19,6 +19,7 @@ stand in for it. FARM_SIM_SERIAL names the phone.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -325,6 +326,7 @@ class Phone:
     engine: str  # litert | model
     state: Path | None
     time_scale: float = 1.0
+    cpu_lock: str = ""  # the lab's host CPU lock file as the phone sees it ("" outside a lab)
 
     def faults(self) -> dict[str, Any]:
         """faults.json of the phone (empty on the host)."""
@@ -354,17 +356,19 @@ def locate_phone(environ: dict[str, str] | None = None) -> Phone:
         engine = engine_file.read_text("utf-8").strip() if engine_file.exists() else "litert"
         scale_file = state / "time_scale"
         scale = float(scale_file.read_text().strip()) if scale_file.exists() else 1.0
+        lock_file = state / "cpu_lock"
+        cpu_lock = lock_file.read_text("utf-8").strip() if lock_file.exists() else ""
     elif env.get("FARM_SIM_PROFILE"):
         state = None
         profile = get_profile(env["FARM_SIM_PROFILE"])
-        engine, scale = "litert", 1.0
+        engine, scale, cpu_lock = "litert", 1.0, ""
     else:
         raise FarmError("not on a virtual phone: set FARM_SIM_STATE or FARM_SIM_PROFILE")
     engine = env.get("FARM_SIM_ENGINE", engine)
     scale = float(env.get("FARM_SIM_TIME_SCALE", scale))
     if engine not in ("litert", "model"):
         raise FarmError(f"unknown engine {engine!r} (known: litert, model)")
-    return Phone(serial, profile, engine, state, max(scale, 0.0))
+    return Phone(serial, profile, engine, state, max(scale, 0.0), cpu_lock)
 
 
 class _Marker:
@@ -388,6 +392,30 @@ class _Marker:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+class HostCpuLock:
+    """The lab's host CPU lock: held while the litert engine times inferences.
+
+    Every phone of a lab shares one lock file, so timed runs on different virtual phones take
+    turns on the host's cores instead of competing for them.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> float:
+        """Wait for the lock; the seconds waited."""
+        start = time.monotonic()
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return time.monotonic() - start
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the only descriptor drops the flock
+            self.fd = None
 
 
 def _die(sig: int, marker: _Marker) -> None:
@@ -1048,8 +1076,26 @@ class Benchmark:
         run = self.make_run(ex)
         if p["dry_run"]:
             run = _no_run
-        warmup = self.phase(warmup_runs, warmup_secs, p["max_secs"], run)
-        inference = self.phase(num_runs, min_secs, p["max_secs"], run)
+        lock = None
+        if phone.engine == "litert" and phone.cpu_lock and not p["dry_run"]:
+            lock = HostCpuLock(phone.cpu_lock)
+            try:
+                waited = lock.acquire()
+            except OSError as exc:
+                out.warn(f"farm virtual device: host CPU lock {phone.cpu_lock} unusable: {exc}")
+                lock = None
+            else:
+                out.info(
+                    f"farm virtual device: holding the lab's host CPU lock for the timed runs "
+                    f"(waited {waited:.3f} s): no other virtual phone of this lab runs "
+                    "inference meanwhile."
+                )
+        try:
+            warmup = self.phase(warmup_runs, warmup_secs, p["max_secs"], run)
+            inference = self.phase(num_runs, min_secs, p["max_secs"], run)
+        finally:
+            if lock is not None:
+                lock.release()
         end_kb = _rss_kb()
 
         out.info(

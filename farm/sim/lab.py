@@ -4,7 +4,10 @@ Phones run in host processes (`python -m farm.sim.lab host ...`): either one pro
 phones (one asyncio loop) or one process per phone, so that a phone can be killed for real. The
 lab's state lives in a folder (`lab.json`), so `Lab.load(dir).down()` works from another shell.
 Each host process takes fault requests on a small control channel (TCP on 127.0.0.1, with a
-token from the state folder).
+token from the state folder). A phone killed for real can be restarted on the same port, serial
+and folder (`Lab.restart`), as a phone that rebooted. All phones of a lab share one host CPU
+lock file (`cpu.lock` in the state folder), which the litert engine holds while it times
+inferences. Host processes of a lab that is not detached die with the process that started it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from typing import Any
 from farm.errors import ConfigError, LabError
 
 STATE_FILE = "lab.json"
+CPU_LOCK_FILE = "cpu.lock"
+PR_SET_PDEATHSIG = 1
 DEFAULT_PHONE_OS = "farm.sim.phone_os:PhoneOS"
 EMULATOR_PORTS = range(5554, 5586)  # adb servers scan these by themselves
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -69,9 +74,31 @@ def default_adb_path() -> str:
     return found
 
 
-def parse_profile_specs(specs: list[str]) -> list[str]:
+def die_with_parent(sig: int = signal.SIGKILL) -> Any:
+    """A `preexec_fn` making the child get `sig` when the thread that started it ends.
+
+    Linux only (prctl PR_SET_PDEATHSIG); elsewhere the child is left as it is. Start such
+    children from a thread that lives as long as they should (the main thread).
+    """
+    parent = os.getpid()
+
+    def preexec() -> None:
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def parse_profile_specs(specs: list[str], profile_dir: Path | None = None) -> list[str]:
     """`["pixel_7:2", "emulator_x86_64"]` -> ["pixel_7", "pixel_7", "emulator_x86_64"]."""
-    from farm.profiles import get_profile
+    from farm.profiles import PROFILE_DIR, get_profile
 
     names: list[str] = []
     for spec in specs:
@@ -84,7 +111,7 @@ def parse_profile_specs(specs: list[str]) -> list[str]:
                 raise ConfigError(f"--profile {spec!r}: count must be a number") from None
             if count < 1:
                 raise ConfigError(f"--profile {spec!r}: count must be at least 1")
-        get_profile(name)  # unknown names fail here, listing the known ones
+        get_profile(name, profile_dir or PROFILE_DIR)  # unknown names fail, listing known ones
         names.extend([name] * count)
     return names
 
@@ -95,8 +122,19 @@ def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _bind_phone_socket(host: str = "127.0.0.1") -> socket.socket:
-    """A listening socket on a free port outside the emulator range adb scans by itself."""
+def _bind_phone_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket on `port`, else on a free port outside the emulator range."""
+    if port:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise LabError(f"cannot listen on {host}:{port} again: {exc}") from None
+        sock.listen(16)
+        sock.setblocking(False)
+        return sock
     for _ in range(50):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -168,6 +206,9 @@ class Lab:
     phones: list[LabPhone] = field(default_factory=list)
     hosts: list[_Host] = field(default_factory=list)
     started_adb_server: bool = False
+    profile_dir: str = ""  # "" for the shipped device_profiles/
+    detached: bool = False
+    phone_os: str = DEFAULT_PHONE_OS
     env: dict[str, str] = field(default_factory=dict, repr=False)
 
     # Starting.
@@ -186,17 +227,23 @@ class Lab:
         detach: bool = False,
         phone_os: str = DEFAULT_PHONE_OS,
         timeout: float = 60.0,
+        profile_dir: Path | None = None,
     ) -> Lab:
         """Start phones of the given profile names and attach them to the adb server.
 
         `faults` maps a phone's index in `profiles` to faults in force from its start.
         `detach` lets the phones outlive this process (the CLI); otherwise they stop with it.
+        `profile_dir` takes the profiles from that folder instead of device_profiles/.
         """
         if engine not in ("litert", "model"):
             raise ConfigError(f"unknown engine {engine!r} (known: litert, model)")
         if not profiles:
             raise ConfigError("no phones asked for (give at least one profile)")
-        parse_profile_specs(profiles)
+        if profile_dir is not None:
+            profile_dir = Path(profile_dir).resolve()
+            if not profile_dir.is_dir():
+                raise ConfigError(f"--profile-dir {profile_dir}: no such folder")
+        parse_profile_specs(profiles, profile_dir)
         directory = Path(directory or default_lab_dir()).resolve()
         if (directory / STATE_FILE).exists():
             stale = cls.load(directory)
@@ -212,7 +259,11 @@ class Lab:
             adb_path=adb_path or default_adb_path(),
             engine=engine,
             env=env,
+            profile_dir=str(profile_dir or ""),
+            detached=detach,
+            phone_os=phone_os,
         )
+        (directory / CPU_LOCK_FILE).touch(mode=0o644, exist_ok=True)
         groups = (
             [[i] for i in range(len(profiles))] if per_process else [list(range(len(profiles)))]
         )
@@ -250,6 +301,7 @@ class Lab:
         *,
         detach: bool,
         phone_os: str,
+        ports: list[int] | None = None,
     ) -> subprocess.Popen[bytes]:
         token = secrets.token_hex(16)
         logfile = self.dir / "hosts" / f"host-{index}.log"
@@ -268,7 +320,13 @@ class Lab:
             phone_os,
             "--faults",
             json.dumps(faults),
+            "--cpu-lock",
+            str(self.dir / CPU_LOCK_FILE),
         ]
+        if self.profile_dir:
+            args += ["--profile-dir", self.profile_dir]
+        if ports:
+            args += ["--ports", ",".join(str(p) for p in ports)]
         if not detach:
             args += ["--watch-pid", str(os.getpid())]
         args += profiles
@@ -286,8 +344,13 @@ class Lab:
                 env=env,
                 cwd=str(self.dir),
                 start_new_session=True,
+                preexec_fn=None if detach else die_with_parent(),
             )
-        self.hosts.append(_Host(index, proc.pid, 0, token, str(logfile)))
+        host = _Host(index, proc.pid, 0, token, str(logfile))
+        if index < len(self.hosts):
+            self.hosts[index] = host
+        else:
+            self.hosts.append(host)
         return proc
 
     def _await_host(self, index: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
@@ -302,6 +365,7 @@ class Lab:
             time.sleep(0.02)
         info = json.loads(ready.read_text())
         self.hosts[index].control_port = info["control_port"]
+        self.phones = [p for p in self.phones if p.host != index]
         for phone in info["phones"]:
             self.phones.append(
                 LabPhone(
@@ -314,6 +378,7 @@ class Lab:
                     root=phone["root"],
                 )
             )
+        self.phones.sort(key=lambda p: p.host)  # stable: a restarted phone keeps its place
 
     # The adb side.
     def adb(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -423,6 +488,44 @@ class Lab:
                 break
             time.sleep(0.01)
 
+    def restart(self, serial: str, timeout: float = 60.0) -> LabPhone:
+        """Start a phone again (killed first if it still runs), as a phone that rebooted.
+
+        Same port, serial and folder: files pushed before are still there; faults are cleared.
+        Needs one process per phone. The adb server reconnects it; returns the phone once online.
+        """
+        phone = self.phone(serial)
+        sharing = [p for p in self.phones if p.host == phone.host]
+        if len(sharing) > 1:
+            raise LabError(
+                f"[{serial}] shares its process with {len(sharing) - 1} phone(s); "
+                "start the lab with one process per phone"
+            )
+        if _pid_is_host(phone.pid):
+            self.kill(phone.serial)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(phone.pid, os.WNOHANG)
+        (self.dir / "hosts" / f"host-{phone.host}.json").unlink(missing_ok=True)
+        deadline = time.monotonic() + timeout
+        proc = self._spawn_host(
+            phone.host,
+            [phone.profile],
+            {},
+            detach=self.detached,
+            phone_os=self.phone_os,
+            ports=[phone.port],
+        )
+        try:
+            self._await_host(phone.host, proc, deadline)
+        finally:
+            self._save()
+        restarted = self.phone(serial)
+        result = self.adb("connect", restarted.serial)
+        if "cannot connect" in result.stdout or "failed to connect" in result.stdout:
+            raise LabError(f"[{serial}] adb connect failed: {result.stdout.strip()}")
+        self.wait_state(restarted.serial, "device", timeout=max(deadline - time.monotonic(), 1.0))
+        return restarted
+
     def status(self) -> list[dict[str, Any]]:
         """Every phone with its adb state and whether its process is alive."""
         states = self.adb_states() if _port_in_use(self.adb_port) else {}
@@ -459,6 +562,8 @@ class Lab:
         _remove_tree(self.dir / "phones")
         shutil.rmtree(self.dir / "hosts", ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
+            (self.dir / CPU_LOCK_FILE).unlink()
+        with contextlib.suppress(FileNotFoundError):
             (self.dir / STATE_FILE).unlink()
         self.phones.clear()
         self.hosts.clear()
@@ -470,6 +575,9 @@ class Lab:
             "adb_path": self.adb_path,
             "engine": self.engine,
             "started_adb_server": self.started_adb_server,
+            "profile_dir": self.profile_dir,
+            "detached": self.detached,
+            "phone_os": self.phone_os,
             "phones": [asdict(p) for p in self.phones],
             "hosts": [asdict(h) for h in self.hosts],
         }
@@ -496,6 +604,9 @@ class Lab:
             phones=[LabPhone(**p) for p in data["phones"]],
             hosts=[_Host(**h) for h in data["hosts"]],
             started_adb_server=data.get("started_adb_server", False),
+            profile_dir=data.get("profile_dir", ""),
+            detached=data.get("detached", True),
+            phone_os=data.get("phone_os", DEFAULT_PHONE_OS),
             env=dict(os.environ),
         )
 
@@ -549,7 +660,7 @@ async def _serve_control(
 
 
 async def _host_main(args: argparse.Namespace) -> None:
-    from farm.profiles import get_profile
+    from farm.profiles import PROFILE_DIR, get_profile
     from farm.sim.adbd import VirtualPhone
     from farm.sim.faults import apply_fault
 
@@ -563,21 +674,24 @@ async def _host_main(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        sockets = [_bind_phone_socket() for _ in args.profiles]
+        profile_dir = Path(args.profile_dir) if args.profile_dir else PROFILE_DIR
+        ports = [int(p) for p in args.ports.split(",")] if args.ports else [0] * len(args.profiles)
+        sockets = [_bind_phone_socket(port=port) for port in ports]
+        extra = {"cpu_lock": Path(args.cpu_lock)} if args.cpu_lock else {}
 
         def make_os(index: int) -> Any:
             port = sockets[index].getsockname()[1]
             root = directory / "phones" / f"127.0.0.1_{port}"
             root.mkdir(parents=True, exist_ok=True)
-            profile = get_profile(args.profiles[index])
-            return phone_os_class(f"127.0.0.1:{port}", profile, root, engine=args.engine)
+            profile = get_profile(args.profiles[index], profile_dir)
+            return phone_os_class(f"127.0.0.1:{port}", profile, root, engine=args.engine, **extra)
 
         # Phone roots are written in parallel: creating many small files is slow on some disks.
         with ThreadPoolExecutor(max_workers=8) as pool:
             systems = list(pool.map(make_os, range(len(args.profiles))))
         start_faults = json.loads(args.faults)
         for index, (sock, phone_os) in enumerate(zip(sockets, systems, strict=True)):
-            profile = get_profile(args.profiles[index])
+            profile = get_profile(args.profiles[index], profile_dir)
             phone = VirtualPhone(phone_os, profile, sock.getsockname()[1])
             await phone.start(sock)
             for kind, options in start_faults.get(str(index), []):
@@ -627,6 +741,9 @@ def host_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phone-os", default=DEFAULT_PHONE_OS)
     parser.add_argument("--faults", default="{}")
     parser.add_argument("--watch-pid", type=int, default=0)
+    parser.add_argument("--cpu-lock", default="")
+    parser.add_argument("--profile-dir", default="")
+    parser.add_argument("--ports", default="")
     parser.add_argument("profiles", nargs="+")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -22,8 +22,10 @@ The sandbox dies with the thread that first spawned into it (bwrap --die-with-pa
 from the event loop's thread. Needs bwrap, and nsenter and setpriv from util-linux.
 
 `state_dir` (`root/state`, `/data/vendor/farm_sim` inside, named by FARM_SIM_STATE) is shared
-with the `benchmark_model` stand-in: profile.json, engine, faults.json and running/ (one file per
-running benchmark, named by its pid: while one exists, `background()` heats the thermal zones).
+with the `benchmark_model` stand-in: profile.json, engine, faults.json, running/ (one file per
+running benchmark, named by its pid: while one exists, `background()` heats the thermal zones)
+and, for a phone of a lab, cpu_lock: where the phone sees the lab's host CPU lock file
+(`CPU_LOCK`, bound read-only), which the litert engine holds while it times inferences.
 
 Without bubblewrap (or when it cannot create namespaces) phones run UNCONFINED: shell commands run
 directly on the host as the current user, in their own process group, with cwd
@@ -65,6 +67,8 @@ MIB = 1024 * 1024
 NS_GET_USERNS = 0xB701  # ioctl: the user namespace owning a namespace
 
 _warned_unconfined = False
+
+CPU_LOCK = "/data/vendor/farm_cpu.lock"  # the lab's host CPU lock inside a sandbox
 
 # Device path -> (folder under root, writable). Paths the sync service may reach.
 _MOUNTS: tuple[tuple[str, str, bool], ...] = (
@@ -115,7 +119,8 @@ class PhoneOS:
     """The device side of one virtual phone below the adb protocol: files, processes, state.
 
     `confine`: None confines with bubblewrap when it is installed (warning once otherwise);
-    False runs unconfined on purpose.
+    False runs unconfined on purpose. `cpu_lock`: the lab's host CPU lock file (see the module
+    docstring); None for a phone on its own.
     """
 
     def __init__(
@@ -126,10 +131,12 @@ class PhoneOS:
         *,
         engine: str = "litert",
         confine: bool | None = None,
+        cpu_lock: Path | None = None,
     ) -> None:
         self.serial = serial
         self.profile = profile
         self.engine = engine
+        self.cpu_lock = Path(cpu_lock).resolve() if cpu_lock is not None else None
         self.root = Path(root).resolve()
         self.state_dir = self.root / "state"
         self.tick_s = 1.0
@@ -190,6 +197,16 @@ class PhoneOS:
         _atomic_write(state / "engine", self.engine)
         _atomic_write(state / "faults.json", "{}")
         _atomic_write(state / "props", "")
+        self._write_cpu_lock()
+
+    def _write_cpu_lock(self) -> None:
+        """state/cpu_lock: the lock file's path as the phone's processes see it."""
+        target = self.state_dir / "cpu_lock"
+        if self.cpu_lock is None:
+            target.unlink(missing_ok=True)
+            return
+        self.cpu_lock.touch(mode=0o644, exist_ok=True)
+        _atomic_write(target, CPU_LOCK if self.confined else str(self.cpu_lock))
 
     def _layout(self) -> af.ShellLayout:
         tools = {
@@ -398,6 +415,8 @@ class PhoneOS:
         args += ["--ro-bind", str(root / "sys"), "/sys"]
         args += ["--bind", str(root / "data/local/tmp"), af.DATA_TMP]
         args += ["--bind", str(self.state_dir), af.STATE]
+        if self.cpu_lock is not None:
+            args += ["--ro-bind", str(self.cpu_lock), CPU_LOCK]
         args += ["--bind", str(root / "sdcard"), af.SDCARD_ALIAS]
         args += ["--symlink", af.SDCARD_ALIAS, af.SDCARD]
         args += ["--chdir", "/", "--remount-ro", "/"]
@@ -515,6 +534,7 @@ class PhoneOS:
         except (OSError, RuntimeError) as exc:
             self.confined = False
             self._write_scripts()
+            self._write_cpu_lock()
             self._warn_unconfined(f"bubblewrap failed ({exc})")
             return None
 

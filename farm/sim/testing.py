@@ -58,7 +58,12 @@ class AdbServer:
     _own_home: bool = True
 
     def start(self, timeout: float = 20.0) -> AdbServer:
-        """Start the server in the foreground of a child process and wait until it answers."""
+        """Start the server in the foreground of a child process and wait until it answers.
+
+        The server dies with the thread that starts it (even when that process is SIGKILLed).
+        """
+        from farm.sim.lab import die_with_parent
+
         (self.home / "tmp").mkdir(parents=True, exist_ok=True)
         for _ in range(5):
             self.port = self.port or free_port()
@@ -83,6 +88,7 @@ class AdbServer:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
             log.close()
             deadline = time.monotonic() + timeout

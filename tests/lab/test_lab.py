@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,10 +71,12 @@ def test_killed_phone_goes_offline_and_its_processes_die(start_lab, adb_server):
     assert adb_server.adb("-s", keep.serial, "shell", "echo alive").stdout == "alive\n"
 
 
-def test_kill_refuses_a_shared_process(start_lab):
+def test_kill_and_restart_refuse_a_shared_process(start_lab):
     lab = start_lab(["pixel_7", "pixel_7"])
     with pytest.raises(LabError, match="one process per phone"):
         lab.kill(lab.phones[0].serial)
+    with pytest.raises(LabError, match="one process per phone"):
+        lab.restart(lab.phones[0].serial)
 
 
 def test_farm_lab_cli_up_status_fault_down(adb_server: AdbServer, tmp_path: Path):
@@ -134,3 +137,112 @@ def test_farm_lab_cli_errors_are_one_line(adb_server: AdbServer, tmp_path: Path)
         adb_server, "lab", "up", "--fault", "7:drop", "--dir", str(tmp_path), "--profile", "pixel_7"
     )
     assert bad_fault.returncode == 2 and "no phone 7" in bad_fault.stderr
+
+
+def test_restarted_phone_keeps_port_serial_and_files(start_lab, adb_server):
+    lab = start_lab(["pixel_7", "galaxy_a54"], per_process=True)
+    victim, keep = lab.phones
+    adb_server.adb("-s", victim.serial, "shell", "echo kept > /data/local/tmp/before")
+    lab.kill(victim.serial)
+    lab.wait_state(victim.serial, "offline")
+    back = lab.restart(victim.serial)
+    assert (back.serial, back.port, back.profile) == (victim.serial, victim.port, "pixel_7")
+    assert back.pid != victim.pid and _alive(back.pid)
+    assert [p.serial for p in lab.phones] == [victim.serial, keep.serial]
+    assert lab.adb_states()[victim.serial] == "device"
+    shell = adb_server.adb("-s", victim.serial, "shell", "cat /data/local/tmp/before")
+    assert shell.stdout == "kept\n"
+    assert Lab.load(lab.dir).phone(victim.serial).pid == back.pid
+    # A phone still running is killed first, as a reboot does.
+    again = lab.restart(victim.serial)
+    assert again.pid != back.pid and not _alive(back.pid)
+    assert adb_server.adb("-s", keep.serial, "shell", "echo alive").stdout == "alive\n"
+
+
+def test_phones_see_the_labs_host_cpu_lock(start_lab, adb_server):
+    lab = start_lab(["pixel_7", "galaxy_s23"])
+    host_inode = (lab.dir / "cpu.lock").stat().st_ino
+    for phone in lab.phones:
+        shell = adb_server.adb(
+            "-s", phone.serial, "shell", "p=$(cat /data/vendor/farm_sim/cpu_lock); stat -c %i $p"
+        )
+        assert shell.stdout.strip() == str(host_inode), shell
+        denied = adb_server.adb("-s", phone.serial, "shell", "echo x > /data/vendor/farm_cpu.lock")
+        assert denied.returncode != 0
+    lab.down()
+    assert not (lab.dir / "cpu.lock").exists()
+
+
+def test_farm_lab_cli_profile_dir_and_restart(adb_server: AdbServer, tmp_path: Path):
+    from farm.profiles import PROFILE_DIR
+
+    mine = tmp_path / "profiles"
+    mine.mkdir()
+    source = (PROFILE_DIR / "pixel_7.yaml").read_text()
+    (mine / "lab_phone.yaml").write_text(
+        source.replace("name: pixel_7", "name: lab_phone", 1).replace(
+            "ro.product.model: Pixel 7\n", 'ro.product.model: "Lab [b]Phone[/b]"\n', 1
+        )
+    )
+    lab_dir = str(tmp_path / "cli-lab")
+    common = ["--adb-port", str(adb_server.port), "--dir", lab_dir]
+    up = farm(
+        adb_server, "lab", "up", "-p", "lab_phone", "--profile-dir", str(mine), "--per-process",
+        *common, "--json",
+    )  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr
+        (phone,) = json.loads(up.stdout)
+        assert phone["profile"] == "lab_phone"
+        serial = phone["serial"]
+        model = adb_server.adb("-s", serial, "shell", "getprop ro.product.model").stdout
+        assert model == "Lab [b]Phone[/b]\n"
+        Lab.load(Path(lab_dir)).kill(serial)
+        restart = farm(adb_server, "lab", "restart", serial, "--dir", lab_dir)
+        assert restart.returncode == 0, restart.stderr
+        assert restart.stdout.startswith(f"{serial}: restarted")
+        model = adb_server.adb("-s", serial, "shell", "getprop ro.product.model").stdout
+        assert model == "Lab [b]Phone[/b]\n"
+        missing = farm(adb_server, "lab", "restart", "127.0.0.1:1", "--dir", lab_dir)
+        assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
+        unknown = farm(adb_server, "lab", "up", "-p", "pixel_7", "--profile-dir", str(mine),
+                       "--dir", str(tmp_path / "other"))  # fmt: skip
+        assert unknown.returncode == 2 and "unknown device profile 'pixel_7'" in unknown.stderr
+        absent = farm(adb_server, "lab", "up", "--profile-dir", str(tmp_path / "nope"),
+                      "--dir", str(tmp_path / "other"))  # fmt: skip
+        assert absent.returncode == 2 and "no such folder" in absent.stderr
+    finally:
+        down = farm(adb_server, "lab", "down", "--dir", lab_dir)
+    assert down.returncode == 0, down.stderr
+    assert processes_with(lab_dir) == []
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from farm.sim.lab import Lab
+from farm.sim.testing import AdbServer, bundled_adb
+server = AdbServer(bundled_adb(), home=Path(sys.argv[1]) / "adb").start()
+lab = Lab.start(["pixel_7"], per_process=True, adb_port=server.port, adb_path=server.adb_path,
+                env=server.env, directory=Path(sys.argv[1]) / "lab")
+print(server._proc.pid, *(h.pid for h in lab.hosts), flush=True)
+time.sleep(600)
+"""
+
+
+def test_adb_server_and_lab_hosts_die_with_a_killed_parent(tmp_path: Path):
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        pids = [int(p) for p in child.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+    finally:
+        child.kill()  # SIGKILL: no cleanup code of the child runs
+        child.wait()
+    assert wait_until_gone(str(tmp_path / "lab")) == []
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)

@@ -621,3 +621,94 @@ def test_signatures(tmp_path: Path) -> None:
         engine="model",
     )
     assert right.returncode == 0 and "INFO: Signature to run: [serving_default]" in right.stdout
+
+
+def test_crash_on_an_op_fires_for_a_model_named_by_its_hash(tmp_path: Path) -> None:
+    gpu = _gpu(
+        ops=[*MOBILE_OPS, "RELU"],
+        failures=[Failure(when="has_op", op="CUMSUM", kind="crash", signal=11)],
+    )
+    # Models reach a phone under their content hash: the file name says nothing.
+    hashed = tmp_path / "3f1c0ffee.tflite"
+    hashed.write_bytes(TINY.read_bytes())
+    proc = run_tool(
+        tmp_path / "a", [f"--graph={hashed}", "--use_gpu=true", *SHORT], profile=_profile(gpu=gpu)
+    )
+    assert proc.returncode == -signal.SIGSEGV, proc.stdout
+    assert "partially executed by the delegate" in proc.stdout and "count=" not in proc.stdout
+    proc = run_tool(
+        tmp_path / "b", [f"--graph={FLOAT}", "--use_gpu=true", *SHORT], profile=_profile(gpu=gpu)
+    )
+    assert proc.returncode == 0 and "count=" in proc.stdout
+
+
+def _blocked_on(lock: Path) -> bool:
+    """True when some process waits for a flock on `lock` (/proc/locks `->` lines)."""
+    inode = lock.stat().st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" in fields and fields[fields.index("->") + 1] == "FLOCK":
+            device_inode = fields[fields.index("->") + 5]
+            if device_inode.rsplit(":", 1)[-1] == str(inode):
+                return True
+    return False
+
+
+def test_litert_engine_times_runs_under_the_host_cpu_lock(tmp_path: Path) -> None:
+    import fcntl
+
+    state = _phone(tmp_path, get_profile("pixel_7"), "litert")
+    lock = tmp_path / "cpu.lock"
+    lock.touch()
+    (state / "cpu_lock").write_text(str(lock))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_SIM_")}
+    env.update(FARM_SIM_STATE=str(state), FARM_SIM_SERIAL="emulator-5554")
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another phone is timing its runs
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "farm.sim.benchmark_model", f"--graph={TINY}", *SHORT],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _blocked_on(lock) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert _blocked_on(lock) and proc.poll() is None, "the tool did not wait for the lock"
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    lines = out.splitlines()
+    held_at = next(i for i, line in enumerate(lines) if "host CPU lock" in line)
+    assert lines[held_at].startswith("INFO: farm virtual device: holding the lab's host CPU lock")
+    first_phase = next(i for i, line in enumerate(lines) if line.startswith("INFO: Running bench"))
+    assert held_at < first_phase
+    parsed = _parsed(out)
+    if parsed is not None:
+        assert parsed.status == "ok"
+
+
+def test_model_engine_and_phones_outside_a_lab_take_no_lock(tmp_path: Path) -> None:
+    import fcntl
+
+    lock = tmp_path / "cpu.lock"
+    lock.touch()
+    state = _phone(tmp_path / "m", get_profile("pixel_7"), "model")
+    (state / "cpu_lock").write_text(str(lock))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_SIM_")}
+    env.update(FARM_SIM_STATE=str(state), FARM_SIM_TIME_SCALE="0")
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.run(
+            [sys.executable, "-m", "farm.sim.benchmark_model", f"--graph={TINY}", *SHORT],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert proc.returncode == 0 and "host CPU lock" not in proc.stdout
+    proc = run_tool(tmp_path / "h", [f"--graph={TINY}", *SHORT])  # no cpu_lock file
+    assert proc.returncode == 0 and "host CPU lock" not in proc.stdout
