@@ -313,6 +313,21 @@ def test_killed_phone_others_finish_and_finished_cells_stay(
     after = load_run(run_dir)
     assert after.superseded == 0 and after.cells == data.cells
 
+    # The phone comes back as after a reboot (same serial, its files still there): the resumed
+    # run completes the lost cells and runs no finished cell again.
+    fast(lab)
+    lab.restart(victim)
+    done = {c["key"]: c["started_at"] for c in data.cells if c["status"] == "ok"}
+    lost = {c["key"] for c in data.cells if c["status"] == "device_lost"}
+    resumed = farm("run", "--resume", run_dir, "--json", "--grace", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["bytes_pushed"] == 0
+    final = load_run(run_dir)
+    assert len(final.cells) == 12 and all(c["status"] == "ok" for c in final.cells)
+    assert {c["key"] for c in final.cells} == lost | set(done)
+    assert {c["key"]: c["started_at"] for c in final.cells if c["key"] in done} == done
+    assert final.superseded == len(lost)
+
 
 def test_dropped_connection_is_retried_and_the_run_completes(
     start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
