@@ -35,5 +35,9 @@ bench: setup
 	$(PY) benchmarks/bench_parse.py
 	$(PY) benchmarks/bench_lab.py
 
+# Not part of `make test`: 12 virtual phones, random faults for SOAK_MINUTES (10), then checks.
+soak: setup
+	SOAK_MINUTES=$(SOAK_MINUTES) SOAK_SEED=$(SOAK_SEED) $(PY) benchmarks/soak.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
