@@ -9,7 +9,9 @@ the main thread turns into a rich progress display, one line per device.
 
 from __future__ import annotations
 
+import errno
 import logging
+import posixpath
 import queue
 import re
 import threading
@@ -24,9 +26,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from farm.errors import (
     AdbServerError,
     DeviceError,
+    DeviceStorageFull,
     DeviceTimeout,
     DeviceUnavailable,
     FarmError,
+    OutputError,
 )
 
 if TYPE_CHECKING:
@@ -53,6 +57,14 @@ class RunnerOptions:
     transfer_timeout_s: float = 600.0  # one push or pull
     wait_chunk_s: float = 2.0  # longest single wait on the device between stop checks
     kill_wait_s: float = 2.0  # between SIGTERM and SIGKILL
+    reruns: int = 1  # re-runs of a cell whose benchmark was killed from outside (reboot)
+    quarantine_after: int = 3  # incomplete cells in a row before a device is set aside
+    # Called in the worker as each phase begins: (serial, phase, cell); see PHASES.
+    on_phase: Callable[[str, str, Any], None] | None = None
+
+
+# The phases of a cell on a device, in order ("discovery" is the service's, before any cell).
+PHASES = ("discovery", "push", "launch", "run", "pull")
 
 
 @dataclass
@@ -96,17 +108,21 @@ def _now() -> str:
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]+")
+# A host write failing with one of these stops the run: nothing more could be recorded.
+_HOST_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe version of `text` (serials, delegate labels)."""
-    return _UNSAFE.sub("_", text).strip("_") or "_"
+    """A file-name-safe version of `text` (serials, delegate labels); never '.' or '..'."""
+    name = _UNSAFE.sub("_", text).strip("_")
+    return name if name.strip(".") else "_"
 
 
 def log_name(cell: Cell) -> str:
     """The log file name of a cell in the run folder (on the device: prefixed by the run id)."""
+    # The model name is cut (the hash tells models apart) so the name fits a file system's 255.
     return (
-        f"{safe_name(cell.model)}-{cell.model_sha256[:12]}-{safe_name(cell.delegate)}"
+        f"{safe_name(cell.model)[:80]}-{cell.model_sha256[:12]}-{safe_name(cell.delegate)[:60]}"
         f"-t{cell.threads}-r{cell.repeat}.log"
     )
 
@@ -135,6 +151,7 @@ class Runner:
         self.stop_event = threading.Event()
         self.events: queue.Queue[Event] = queue.Queue()
         self.outcome = RunOutcome()
+        self.output_error: OutputError | None = None  # the run folder stopped taking writes
         self._lock = threading.Lock()
 
     # -- called from workers -------------------------------------------------------------------
@@ -142,10 +159,19 @@ class Runner:
     def record(self, line: dict[str, Any]) -> None:
         """Append one cell line to the journal (flushed) and count it."""
         with self._lock:
-            self.journal.append(line)
+            try:
+                self.journal.append(line)
+            except OutputError as exc:
+                self.output_failed(exc)
+                raise
             self.outcome.counts[line["status"]] += 1
             self.outcome.cells.append(line)
         self.events.put(Event(line["serial"], "cell", status=line["status"]))
+
+    def output_failed(self, exc: OutputError) -> None:
+        """The run folder cannot be written: stop every device (the first error is kept)."""
+        self.output_error = self.output_error or exc
+        self.stop_event.set()
 
     def add_pushed(self, n: int) -> None:
         with self._lock:
@@ -253,6 +279,8 @@ class _DeviceWorker(threading.Thread):
         self.models: dict[str, str] = {}  # model sha256 -> remote path
         self.pending: list[Any] = list(job.cells)
         self.final_text = "done"
+        self.retries: Counter[str] = Counter()  # steps retried for the current cell
+        self.incomplete_in_row = 0
 
     def status(self, text: str) -> None:
         self.runner.events.put(Event(self.serial, "status", text))
@@ -262,10 +290,18 @@ class _DeviceWorker(threading.Thread):
             self._run()
         except Interrupted:
             self.final_text = "stopped"
+        except OutputError as exc:
+            self.runner.output_failed(exc)
+            self.final_text = "stopped"
         except DeviceLost as exc:
             self._close_remaining("device_lost", str(exc))
             self.final_text = "device lost"
         except Exception as exc:  # a bug on our side must not stop the other devices
+            if isinstance(exc, OSError) and exc.errno in _HOST_WRITE_ERRNOS:  # our disk
+                reason = exc.strerror or exc
+                self.runner.output_failed(OutputError(f"{self.runner.run_dir}: {reason}"))
+                self.final_text = "stopped"
+                return
             self.log.exception("[%s] worker failed", self.serial)
             self._close_remaining("error", f"internal error: {type(exc).__name__}: {exc}")
             self.final_text = "error"
@@ -284,19 +320,24 @@ class _DeviceWorker(threading.Thread):
                 raise Interrupted
             cell = self.pending[0]
             started_at = _now()
+            self.retries = Counter()
             try:
                 line = self._run_cell(cell)
             except DeviceError as exc:  # the device answered, but the step failed: this cell only
                 self.log.warning("[%s] %s: %s", self.serial, cell.key, exc)
+                reason = str(exc)
+                if isinstance(exc, DeviceStorageFull):
+                    reason += f" ({self._free_space()})"
                 line = self._line(
                     cell=cell,
                     info=self.info,
                     started_at=started_at,
                     status="error",
-                    reason=str(exc),
+                    reason=reason,
                 )
             self.pending.pop(0)
             self.runner.record(line)
+            self._count_incomplete(line)
 
     # -- deploy --------------------------------------------------------------------------------
 
@@ -305,13 +346,17 @@ class _DeviceWorker(threading.Thread):
         from farm.bench.binaries import Unsupported, binary_for
 
         self.status("deploying benchmark binary")
+        self._phase("push", None)
         try:
             choice = self._retry(
                 "binary deploy",
                 lambda: binary_for(self.device, binaries=dict(self.runner.config.binaries)),
             )
         except FarmError as exc:
-            self._close_remaining("error", f"binary deploy failed: {exc}")
+            reason = f"binary deploy failed: {exc}"
+            if isinstance(exc, DeviceStorageFull):
+                reason += f" ({self._free_space()})"
+            self._close_remaining("error", reason)
             self.final_text = "error"
             return False
         if isinstance(choice, Unsupported):
@@ -328,6 +373,7 @@ class _DeviceWorker(threading.Thread):
         remote = self.models.get(cell.model_sha256)
         if remote is None:
             self.status(f"pushing {cell.model}")
+            self._phase("push", cell)
             result = self._retry(
                 "model push",
                 lambda: ensure_model(self.device, Path(cell.model_path), cell.model_sha256),
@@ -356,29 +402,50 @@ class _DeviceWorker(threading.Thread):
         remote_log = paths.log_path(f"{self.runner.run_id}-{name}")
         q_log = sh_quote(remote_log)
         q_pid = sh_quote(remote_log + ".pid")
-        # A launch retried after a lost answer first stops the process the earlier try started.
+        q_rc = sh_quote(remote_log + ".rc")
+        # The benchmark runs under a detached shell that writes its pid, then its exit status
+        # ("PID STATUS") when it ends. A launch retried after a lost answer first stops the
+        # process the earlier try started.
+        inner = f'{command} & p=$!; echo $p >{q_pid}; wait $p; echo "$p $?" >{q_rc}'
         launch = (
             f"{stop_pids_script(q_pid, self.opt.kill_wait_s)}; "
-            f"mkdir -p {sh_quote(paths.LOGS)} && cd {sh_quote(paths.ROOT)} && rm -f {q_log} && "
-            f"{{ nohup {command} </dev/null >{q_log} 2>&1 & p=$!; echo $p >{q_pid}; echo $p; }}"
+            f"mkdir -p {sh_quote(paths.LOGS)} && cd {sh_quote(paths.ROOT)} && "
+            f"rm -f {q_log} {q_rc} && "
+            f"{{ nohup sh -c {sh_quote(inner)} </dev/null >{q_log} 2>&1 & "
+            f"i=0; while [ ! -s {q_pid} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
+            f"cat {q_pid} 2>/dev/null; }}"
         )
-        self.status(f"{cell.model} {cell.delegate} t{cell.threads} r{cell.repeat}")
-        result = self._retry("launch", lambda: self._shell(launch))
-        pid = _pid(result.output)
-        if pid is None:
-            return self._line(
-                **base,
-                status="error",
-                reason=f"launch printed no pid: {result.output.strip()[-200:]!r}",
-                command=command,
-                t0=t0,
-            )
-        self.log.debug("[%s] launched pid %s: %s", self.serial, pid, command)
-        timed_out = self._wait(pid, t0)
-        self._forget_pid(q_pid)
         local_log = self.runner.run_dir / "logs" / safe_name(self.serial) / name
         rel_log = local_log.relative_to(self.runner.run_dir).as_posix()
+        reruns = 0
+        while True:
+            self._phase("launch", cell)
+            self.status(f"{cell.model} {cell.delegate} t{cell.threads} r{cell.repeat}")
+            result = self._retry("launch", lambda: self._shell(launch))
+            pid = _pid(result.output)
+            if pid is None:
+                return self._line(
+                    **base,
+                    status="error",
+                    reason=f"launch printed no pid: {result.output.strip()[-200:]!r}",
+                    command=command,
+                    t0=t0,
+                )
+            self.log.debug("[%s] launched pid %s: %s", self.serial, pid, command)
+            self._phase("run", cell)
+            timed_out, exit_status = self._wait(pid, t0, q_rc)
+            self._forget_pid(f"{q_pid} {q_rc}")
+            if timed_out or exit_status is not None or reruns >= self.opt.reruns:
+                break
+            # Gone without an exit status: killed from outside (a reboot), not by its own fault.
+            reruns += 1
+            self.retries["rerun"] += 1
+            self.log.info(
+                "[%s] %s: ended without an exit status; running it again", self.serial, cell.key
+            )
+        self._phase("pull", cell)
         have_log = self._pull_log(remote_log, local_log)
+        extra = {"exit_status": exit_status}
         if timed_out:
             return self._line(
                 **base,
@@ -388,12 +455,29 @@ class _DeviceWorker(threading.Thread):
                 log=rel_log if have_log else None,
                 parsed=_parse(local_log) if have_log else None,
                 t0=t0,
+                extra=extra,
+            )
+        if exit_status is None:
+            return self._line(
+                **base,
+                status="error",
+                reason="the benchmark ended without an exit status"
+                f"{' twice' if reruns else ''} (killed from outside: a reboot or the OS)",
+                command=command,
+                log=rel_log if have_log else None,
+                t0=t0,
+                extra=extra,
             )
         if not have_log:
             return self._line(
-                **base, status="error", reason="no log on the device", command=command, t0=t0
+                **base,
+                status="error",
+                reason=f"no log on the device (exit status {exit_status})",
+                command=command,
+                t0=t0,
+                extra=extra,
             )
-        parsed = _parse(local_log)
+        parsed = _parse(local_log, exit_status)
         if parsed is None:
             tail = _tail(local_log)
             return self._line(
@@ -403,6 +487,7 @@ class _DeviceWorker(threading.Thread):
                 command=command,
                 log=rel_log,
                 t0=t0,
+                extra=extra,
             )
         if getattr(parsed, "status", "ok") != "ok":
             return self._line(
@@ -413,17 +498,29 @@ class _DeviceWorker(threading.Thread):
                 log=rel_log,
                 parsed=parsed,
                 t0=t0,
+                extra=extra,
             )
         return self._line(
-            **base, status="ok", command=command, log=rel_log, parsed=parsed, reason=None, t0=t0
+            **base,
+            status="ok",
+            command=command,
+            log=rel_log,
+            parsed=parsed,
+            reason=None,
+            t0=t0,
+            extra=extra,
         )
 
-    def _wait(self, pid: int, t0: float) -> bool:
-        """Wait until the process ends; kill it at the deadline. True when it timed out.
+    def _wait(self, pid: int, t0: float, q_rc: str) -> tuple[bool, int | None]:
+        """Wait until the benchmark ends; kill it at the deadline.
 
-        Each probe waits on the device for up to `wait_chunk_s`, so the end of a run is seen
-        within a tenth of a second without a stream of adb calls.
+        Returns (timed out, exit status or None when it ended without one). Each probe waits
+        on the device for up to `wait_chunk_s`, so the end of a run is seen within a tenth of
+        a second without a stream of adb calls. A pid counts as the benchmark only while its
+        command line names benchmark_model (after a reboot, pids are reused).
         """
+        from farm.android.adb import sh_quote
+
         deadline = t0 + self.opt.run_deadline_s
         while True:
             if self.runner.stop_event.is_set():
@@ -432,22 +529,83 @@ class _DeviceWorker(threading.Thread):
             left = deadline - time.monotonic()
             if left <= 0:
                 self._kill(pid)
-                return True
+                return True, self._exit_status(pid, q_rc)
             chunk = min(self.opt.wait_chunk_s, left)
+            token = sh_quote(posixpath.basename(self.binary.remote_path) or "benchmark_model")
             probe = (
                 f"i=0; while [ $i -lt {max(1, round(chunk / 0.1))} ] && kill -0 {pid} 2>/dev/null;"
-                f" do sleep 0.1; i=$((i+1)); done; kill -0 {pid} 2>/dev/null && echo running"
-                " || echo ended"
+                f" do sleep 0.1; i=$((i+1)); done; e=1; if kill -0 {pid} 2>/dev/null; then "
+                f'case "$(tr "\\0" " " </proc/{pid}/cmdline 2>/dev/null)" in ""|*{token}*) e=;; '
+                'esac; fi; if [ -z "$e" ]; then echo running; else j=0; '
+                f"while [ ! -s {q_rc} ] && [ $j -lt 10 ]; do sleep 0.1; j=$((j+1)); done; "
+                f"echo ended; cat {q_rc} 2>/dev/null; fi"
             )
             try:
                 out = self._retry(
-                    "wait", lambda p=probe, c=chunk: self._shell(p, timeout=c + 30)
+                    "wait",
+                    lambda p=probe, c=chunk: self._shell(
+                        p, timeout=c + 1 + self.opt.command_timeout_s
+                    ),
                 ).output
             except Interrupted:
                 self._kill(pid)
                 raise
             if "ended" in out:
-                return False
+                return False, _exit_status(out.split("ended", 1)[1], pid)
+
+    def _exit_status(self, pid: int, q_rc: str) -> int | None:
+        """The exit status the launch shell recorded for `pid`, if any (best effort)."""
+        try:
+            out = self._shell(
+                f"j=0; while [ ! -s {q_rc} ] && [ $j -lt 10 ]; do sleep 0.1; j=$((j+1)); done;"
+                f" cat {q_rc} 2>/dev/null"
+            ).output
+        except DeviceError:
+            return None
+        return _exit_status(out, pid)
+
+    def _reattach(self, exc: BaseException) -> None:
+        """A network device the adb server no longer knows (it restarted) is connected again."""
+        text = str(exc)
+        if ":" not in self.serial or "not found" not in text and "unreachable" not in text:
+            return
+        try:
+            answer = self.device.server.client.connect(self.serial, timeout=5)
+            self.log.info("[%s] adb connect again: %s", self.serial, str(answer).strip())
+        except Exception as err:  # adbutils raises several kinds; the retry goes on anyway
+            self.log.debug("[%s] adb connect failed: %s", self.serial, err)
+
+    def _phase(self, phase: str, cell: Any) -> None:
+        """Tell the on_phase hook (tests, tracing) that a phase begins."""
+        if self.opt.on_phase is not None:
+            self.opt.on_phase(self.serial, phase, cell)
+
+    def _free_space(self) -> str:
+        """What df says about the device's free space for farm (best effort)."""
+        from farm.android import paths
+        from farm.android.adb import sh_quote
+
+        try:
+            out = self._shell(f"df {sh_quote(paths.ROOT.rsplit('/', 1)[0])}").output
+        except DeviceError as exc:
+            return f"df failed: {exc.message}"
+        return free_space(out) or "df printed nothing usable"
+
+    def _count_incomplete(self, line: dict[str, Any]) -> None:
+        """Quarantine the device after `quarantine_after` incomplete cells in a row."""
+        if line["status"] in ("ok", "failed", "unsupported"):
+            self.incomplete_in_row = 0
+            return
+        self.incomplete_in_row += 1
+        limit = self.opt.quarantine_after
+        if limit > 0 and self.incomplete_in_row >= limit and self.pending:
+            reason = (
+                f"device quarantined after {self.incomplete_in_row} incomplete cells in a row"
+                f" (last: {line['status']}: {line.get('reason') or 'no reason'})"
+            )
+            self.log.warning("[%s] %s", self.serial, reason)
+            self._close_remaining("error", reason)
+            self.final_text = "quarantined"
 
     def _stop_orphans(self) -> None:
         """Stop benchmark processes an earlier, killed farm process of this run left running."""
@@ -525,6 +683,8 @@ class _DeviceWorker(threading.Thread):
             except TRANSIENT as exc:
                 now = time.monotonic()
                 first_failure = first_failure or now
+                self.retries[what] += 1
+                self._reattach(exc)
                 if now - first_failure >= self.opt.grace_s:
                     raise DeviceLost(
                         f"unreachable for {now - first_failure:.0f} s during {what}: {exc}"
@@ -538,9 +698,14 @@ class _DeviceWorker(threading.Thread):
     def _close_remaining(self, status: str, reason: str) -> None:
         """Record every cell not yet run with one status (device lost, no binary, ...)."""
         for cell in self.pending:
-            self.runner.record(
-                self._line(cell=cell, info=self.info, started_at=None, status=status, reason=reason)
-            )
+            try:
+                self.runner.record(
+                    self._line(
+                        cell=cell, info=self.info, started_at=None, status=status, reason=reason
+                    )
+                )
+            except OutputError:  # the run is stopping; nothing more can be recorded
+                break
         self.pending = []
 
     def _line(
@@ -555,6 +720,7 @@ class _DeviceWorker(threading.Thread):
         log: str | None = None,
         parsed: Any = None,
         t0: float | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         local = self.runner.run_dir / log if log else None
         return cell_line(
@@ -569,6 +735,8 @@ class _DeviceWorker(threading.Thread):
             started_at=started_at,
             duration_s=None if t0 is None else round(time.monotonic() - t0, 3),
             simulated=bool(local and is_simulated(local)),
+            retries=dict(self.retries) if started_at is not None else {},
+            **(extra or {}),
         )
 
 
@@ -585,8 +753,9 @@ def cell_line(
     started_at: str | None = None,
     duration_s: float | None = None,
     simulated: bool = False,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The journal line of one cell (see farm.results.schema)."""
+    """The journal line of one cell (see farm.results.schema); `extra` keys are added."""
     from farm.results import schema
 
     metrics = parsed.to_dict() if parsed is not None else None
@@ -604,6 +773,7 @@ def cell_line(
         started_at=started_at,
         duration_s=duration_s,
         simulated=simulated,
+        **extra,
     )
 
 
@@ -636,6 +806,23 @@ def stop_pids_script(pid_files: str, kill_wait_s: float) -> str:
     )
 
 
+def _exit_status(text: str, pid: int) -> int | None:
+    """The status from the launch shell's "PID STATUS" record, when it is this pid's."""
+    parts = text.split()
+    if len(parts) >= 2 and parts[0] == str(pid) and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def free_space(df_output: str) -> str | None:
+    """ "N MiB free on /data" from `df` output (1K blocks, Available in the 4th column)."""
+    for line in df_output.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 6 and cols[3].isdigit():
+            return f"{int(cols[3]) / 1024:.1f} MiB free on {cols[5]} (df)"
+    return None
+
+
 def _pid(output: str) -> int | None:
     for token in reversed(output.split()):
         if token.isdigit():
@@ -666,17 +853,20 @@ def is_simulated(path: Path) -> bool:
 _SIMULATED = re.compile(r"^(?:INFO: )?farm virtual device .*benchmark_model stand-in", re.M)
 
 
-def _parse(path: Path) -> Any:
-    """The last benchmark invocation found in a log, or None."""
+def _parse(path: Path, exit_status: int | None = None) -> Any:
+    """The last benchmark invocation found in a log (with its exit status folded in), or None."""
     from farm.bench.parse import parse_file
 
-    results = parse_file(path)
+    results = parse_file(path, exit_status=exit_status)
     return results[-1] if results else None
 
 
 def _failure_reason(parsed: Any) -> str:
+    """ "kind: first tool error"; a death by signal names it: "crashed (SIGSEGV)"."""
     data = parsed.to_dict()
     kind = data.get("failure_kind") or "failed"
+    if getattr(parsed, "signal", None):
+        kind = f"{kind} ({parsed.signal})"
     errors = [e for e in (data.get("errors") or []) if e]
     return f"{kind}: {errors[0]}" if errors else str(kind)
 

@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,11 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from farm.errors import ConfigError, InputError, NoDeviceError
+from farm.bench.runner import RunnerOptions
+from farm.errors import ConfigError, InputError, NoDeviceError, OutputError
 
 log = logging.getLogger(__name__)
 
 _GLOB_CHARS = set("*?[")
+# Longest wait at discovery for selected devices that are offline or do not answer yet.
+DISCOVERY_WAIT_S = 10.0
 
 
 @dataclass
@@ -39,14 +43,18 @@ class RunResult:
 def expand_models(patterns: list[str]) -> list[Path]:
     """Model paths from paths and globs, in order, without duplicates."""
     out: list[Path] = []
+    seen: set[Path] = set()
     for pattern in patterns:
-        if _GLOB_CHARS & set(pattern):
+        if _GLOB_CHARS & set(pattern) and not Path(pattern).expanduser().exists():
             found = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True))
             if not found:
                 raise InputError(f"{pattern}: no model file matches")
         else:
             found = [Path(pattern).expanduser()]
-        out.extend(p for p in found if p not in out)
+        for p in found:
+            if p not in seen:
+                seen.add(p)
+                out.append(p)
     if not out:
         raise ConfigError("no models given (set `models:` in farm.yaml or pass --model)")
     return out
@@ -55,13 +63,47 @@ def expand_models(patterns: list[str]) -> list[Path]:
 def load_models(patterns: list[str]) -> list[Any]:
     """Expand, validate and hash the models: a list of plan ModelRef."""
     from farm.bench.plan import ModelRef
-    from farm.models import validate_model
+    from farm.models import check_file, validate_model
 
     refs = []
+    seen: set[str] = set()
     for path in expand_models(patterns):
+        check_file(path)
+        ref = ModelRef.from_path(path)
+        if ref.sha256 in seen:  # the same bytes again (a copy or link): checked once
+            continue
         validate_model(path)
-        refs.append(ModelRef.from_path(path))
+        seen.add(ref.sha256)
+        refs.append(ref)
     return refs
+
+
+def discover_settled(
+    servers: list[str],
+    *,
+    wanted: Callable[[Any], bool],
+    wait_s: float,
+    timeout: float,
+) -> Any:
+    """Discover devices; wait up to `wait_s` for wanted ones that are offline or unreadable.
+
+    A phone seen mid-reconnect (a USB blip, a reboot) is given that long to come back; one
+    still away after it is reported as discovery found it.
+    """
+    from farm.android.discovery import discover
+
+    end = time.monotonic() + wait_s
+    while True:
+        found = discover(servers, timeout=timeout)
+        waiting = [
+            d
+            for d in found.devices
+            if wanted(d) and (not d.online or not d.props) and d.state != "unauthorized"
+        ]
+        if not waiting or time.monotonic() >= end:
+            return found
+        log.info("waiting for %s", ", ".join(f"{d.serial} ({d.state})" for d in waiting))
+        time.sleep(min(0.5, max(0.0, end - time.monotonic())))
 
 
 def new_run_dir(output: str | Path) -> tuple[str, Path]:
@@ -80,16 +122,19 @@ def run(
     progress: bool = True,
     grace_s: float = 60.0,
     warn: Callable[[str], None] | None = None,
+    options: RunnerOptions | None = None,
 ) -> RunResult:
     """Run a benchmark matrix (or the missing cells of `resume`) and write the run folder.
 
     The matrix comes from `config` (a ready Config) or from `config_path` with `overrides`.
+    `options` (deadlines, quarantine, phase hook) replaces the defaults; its run deadline
+    comes from the config unless given there.
     """
     from pydantic import ValidationError
 
-    from farm.android.discovery import discover
+    from farm.bench.binaries import check_binaries
     from farm.bench.plan import make_plan
-    from farm.bench.runner import DeviceJob, Runner, RunnerOptions, unsupported_lines
+    from farm.bench.runner import DeviceJob, Runner, unsupported_lines
     from farm.config import Config, load_config
     from farm.results import schema
     from farm.results.journal import Journal, load_run
@@ -116,10 +161,20 @@ def run(
         config = load_config(config_path, overrides=overrides or {})
 
     models = load_models(list(config.models))
+    check_binaries(dict(config.binaries))  # a wrong build is refused before anything is pushed
+    if options is None:
+        options = RunnerOptions(run_deadline_s=float(config.run_deadline_s), grace_s=grace_s)
     # The header keeps the resolved model paths so --resume works from any folder.
     config = config.model_copy(update={"models": [str(m.path.resolve()) for m in models]})
 
-    found = discover(list(config.adb_servers))
+    if options.on_phase is not None:
+        options.on_phase("", "discovery", None)
+    found = discover_settled(
+        list(config.adb_servers),
+        wanted=config.devices.matches,
+        wait_s=min(options.grace_s, DISCOVERY_WAIT_S),
+        timeout=options.command_timeout_s,
+    )
     warnings = list(found.warnings)
     for text in warnings:
         warn(text)
@@ -176,11 +231,17 @@ def run(
         journal=journal,
         run_dir=run_dir,
         run_id=run_id,
-        options=RunnerOptions(run_deadline_s=float(config.run_deadline_s), grace_s=grace_s),
+        options=options,
         progress=progress,
     )
     with _sigterm_as_interrupt(), _run_log(run_dir):
         outcome = runner.run()
+    if runner.output_error is not None:
+        journal.close()
+        raise OutputError(
+            f"{runner.output_error}; the run stopped, finished cells are kept "
+            f"(free space, then: farm run --resume {run_dir})"
+        )
 
     counts = Counter({s: 0 for s in schema.STATUSES})
     data = load_run(run_dir)
@@ -192,11 +253,13 @@ def run(
         interrupted=outcome.interrupted,
         missing=_missing(plan, data.cells),
     )
-    journal.finish(summary)
-
     from farm.report import write_outputs
 
-    write_outputs(run_dir, data.cells)
+    try:
+        journal.finish(summary)
+        write_outputs(run_dir, data.cells)
+    except OSError as exc:
+        raise OutputError(f"{run_dir}: cannot write the report: {exc.strerror or exc}") from None
     exit_code = 130 if outcome.interrupted else schema.exit_code_for(counts)
     return RunResult(
         run_dir=run_dir,
@@ -219,7 +282,7 @@ def _missing(plan: Any, cells: list[dict[str, Any]]) -> int:
 @contextmanager
 def _run_log(run_dir: Path) -> Iterator[None]:
     """Keep a DEBUG log of the run (every adb call with its outcome and duration) in farm.log."""
-    handler = logging.FileHandler(run_dir / "farm.log", encoding="utf-8")
+    handler = _QuietFileHandler(run_dir / "farm.log", encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s")
@@ -234,6 +297,19 @@ def _run_log(run_dir: Path) -> Iterator[None]:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
         handler.close()
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """A FileHandler that stops writing, without a word, once its disk refuses (disk full)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.setLevel(logging.CRITICAL + 1)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            pass
 
 
 class _sigterm_as_interrupt:

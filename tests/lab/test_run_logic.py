@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from farm.bench.parse import parse_text
-from farm.bench.runner import _failure_reason, _pid, is_simulated, log_name, safe_name
+from farm.bench.runner import (
+    _exit_status,
+    _failure_reason,
+    _pid,
+    free_space,
+    is_simulated,
+    log_name,
+    safe_name,
+)
 from farm.bench.service import expand_models
 from farm.errors import ConfigError, InputError
 
@@ -73,3 +82,49 @@ def test_expand_models_globs_order_and_errors(tmp_path: Path) -> None:
         expand_models([str(tmp_path / "nothing*.tflite")])
     with pytest.raises(ConfigError, match="no models given"):
         expand_models([])
+
+
+def test_exit_status_record_must_name_the_pid() -> None:
+    assert _exit_status("1234 139\n", 1234) == 139
+    assert _exit_status("  77 0 ", 77) == 0
+    assert _exit_status("1234 139\n", 99) is None  # an older launch's record
+    assert _exit_status("", 1234) is None
+    assert _exit_status("1234\n", 1234) is None
+
+
+def test_free_space_from_df() -> None:
+    df = (
+        "Filesystem       1K-blocks     Used Available Use% Mounted on\n"
+        "/dev/block/dm-48  21484836 21474836     10240 100% /data\n"
+    )
+    assert free_space(df) == "10.0 MiB free on /data (df)"
+    assert free_space("df: /data: Permission denied\n") is None
+
+
+def test_failure_reason_names_the_signal_of_a_crash() -> None:
+    (result,) = parse_text(
+        "INFO: STARTING!\nINFO: Loaded model /data/local/tmp/m.tflite\n", exit_status=139
+    )
+    assert result.status == "failed"
+    assert _failure_reason(result).startswith("crashed (SIGSEGV)")
+
+
+def test_wrong_benchmark_build_is_refused_before_any_device_is_touched(tmp_path: Path) -> None:
+    from farm.bench.service import run
+    from farm.config import load_config
+    from farm.errors import BinaryError
+
+    model = Path(__file__).resolve().parents[2] / "models" / "tiny_cnn_cumsum_float.tflite"
+    linux_build = tmp_path / "benchmark_model"
+    linux_build.write_bytes(Path(sys.executable).resolve().read_bytes()[:4096])
+    config = tmp_path / "farm.yaml"
+    config.write_text(
+        f"models: [{model}]\nbinaries:\n  arm64-v8a: {linux_build}\n"
+        # nothing listens here: reaching discovery would be a NoDeviceError, not exit 2
+        "adb_servers: ['127.0.0.1:1']\n"
+        f"output: {tmp_path / 'out'}\n"
+    )
+    with pytest.raises(BinaryError, match="benchmark_model") as info:
+        run(config=load_config(config), progress=False)
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "out").exists()
