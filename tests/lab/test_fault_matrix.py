@@ -1,0 +1,148 @@
+"""The fault matrix on the virtual lab: each fault injected exactly when a phase begins.
+
+One run per phase: one phone per meaningful row of that phase (tests/lab/
+test_fault_matrix_table.py), plus a phone with no fault. Faults land through the runner's
+`on_phase` hook (discovery: the service's), so they hit the phase they name, through the real
+adb server. Each row's phone must end as the table says; the control phone is untouched; no
+finished cell is lost; no benchmark is left running on any phone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm.bench.runner import PHASES, RunnerOptions
+from farm.bench.service import run
+from farm.config import load_config
+from farm.errors import LabError
+from farm.sim.lab import Lab
+from farm.sim.testing import AdbServer
+from tests.lab.test_fault_matrix_table import SUITE, Row, rows_for
+from tests.lab.test_run import INT8, benchmarks_on, fast, server_of, wait_for, write_config
+
+pytestmark = pytest.mark.lab
+
+# Faults a phone carries from its start when they hit discovery (the others land on the hook).
+START_FAULTS = {"unauthorized", "slow"}
+CELLS_PER_PHONE = 3
+
+
+class Injector:
+    """The on_phase hook: injects each row's fault once, when its phase begins for its cell."""
+
+    def __init__(self, lab: Lab, rows: dict[str, Row], phase: str) -> None:
+        self.lab = lab
+        self.rows = rows
+        self.phase = phase
+        self.hit_index = 0 if phase in ("discovery", "push") else 1
+        self.seen: dict[str, list[str]] = {}
+        self.hit: dict[str, str | None] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, serial: str, phase: str, cell: Any) -> None:
+        if phase != self.phase:
+            return
+        if phase == "discovery":
+            self._discovery()
+            return
+        row = self.rows.get(serial)
+        if row is None or cell is None:
+            return
+        with self.lock:
+            keys = self.seen.setdefault(serial, [])
+            if cell.key not in keys:
+                keys.append(cell.key)
+            if serial in self.hit or keys.index(cell.key) != self.hit_index:
+                return
+            self.hit[serial] = cell.key
+        self.lab.fault(serial, row.fault, **row.options)
+
+    def _discovery(self) -> None:
+        for serial, row in self.rows.items():
+            self.hit[serial] = None
+            if row.fault in START_FAULTS:
+                continue
+            self.lab.fault(serial, row.fault, **row.options)
+            if row.fault in ("offline", "reboot"):
+                try:  # make sure discovery meets the phone away
+                    self.lab.wait_state(serial, "offline", timeout=5)
+                except LabError:
+                    pass
+
+
+def _check_row(row: Row, cells: list[dict[str, Any]], hit_key: str | None) -> None:
+    label = f"{row.label} at {row.phase}"
+    assert len(cells) == CELLS_PER_PHONE, (label, [c["status"] for c in cells])
+    assert len({c["key"] for c in cells}) == CELLS_PER_PHONE, label
+    index = 0 if hit_key is None else [c["key"] for c in cells].index(hit_key)
+    before, hit, after = cells[:index], cells[index], cells[index + 1 :]
+    for cell in before:  # finished before the fault: kept, untouched
+        assert cell["status"] == "ok", (label, cell["reason"])
+    assert hit["status"] == row.hit, (label, hit["status"], hit["reason"])
+    if row.reason:
+        assert row.reason in (hit["reason"] or ""), (label, hit["reason"])
+    for cell in after:
+        assert cell["status"] == row.after, (label, cell["status"], cell["reason"])
+    retries = hit.get("retries") or {}
+    for step in row.retried:
+        assert retries.get(step, 0) >= 1, (label, step, retries)
+    assert retries.get("rerun", 0) == row.reruns, (label, retries)
+    if row.exit_status is not None:
+        assert hit["exit_status"] == row.exit_status, (label, hit["exit_status"])
+    if row.hit == "ok":
+        assert hit["exit_status"] == 0 and hit["metrics"]["inference_avg_us"] > 0, label
+    if row.fault == "disk_full":
+        assert "MiB free on /data (df)" in hit["reason"], hit["reason"]
+        assert "quarantined after 2 incomplete cells" in cells[-1]["reason"], cells[-1]["reason"]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_fault_matrix(
+    phase: str, start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+) -> None:
+    rows = rows_for(phase)
+    profiles = ["pixel_7"] * (len(rows) + 1)  # the last phone has no fault
+    start_faults = {
+        i: [(r.fault, dict(r.options))]
+        for i, r in enumerate(rows)
+        if phase == "discovery" and r.fault in START_FAULTS
+    }
+    lab = start_lab(profiles, faults=start_faults)
+    # While-running faults need a benchmark that is still running when they land.
+    fast(lab, 1.0 if phase == "run" else 0.0)
+    by_serial = {lab.phones[i].serial: r for i, r in enumerate(rows)}
+    control = lab.phones[-1].serial
+    injector = Injector(lab, by_serial, phase)
+    config = load_config(
+        write_config(
+            tmp_path,
+            [server_of(adb_server)],
+            models=[str(INT8)],
+            threads=[1],
+            repeats=CELLS_PER_PHONE,
+            min_secs=1.0 if phase == "run" else 0,
+        )
+    )
+    options = RunnerOptions(run_deadline_s=60, on_phase=injector, **SUITE)
+    result = run(config=config, progress=False, options=options, warn=lambda text: None)
+
+    assert set(injector.hit) == set(by_serial), "every fault landed at its phase"
+    cells: dict[str, list[dict[str, Any]]] = {}
+    for cell in result.cells:
+        cells.setdefault(cell["serial"], []).append(cell)
+    for serial, row in by_serial.items():
+        _check_row(row, cells.get(serial, []), injector.hit[serial])
+    assert [c["status"] for c in cells[control]] == ["ok"] * CELLS_PER_PHONE
+    assert all(not c["retries"] for c in cells[control])
+    incomplete = any(r.hit not in ("ok", "failed") or r.after not in ("ok", "failed") for r in rows)
+    assert result.exit_code == (1 if incomplete else 0)
+    assert result.counts["ok"] + result.counts["failed"] + result.counts["error"] + result.counts[
+        "device_lost"
+    ] == CELLS_PER_PHONE * len(profiles)
+    for phone in lab.phones:
+        wait_for(lambda s=phone.serial: not benchmarks_on(s), 15, f"{phone.serial} to be idle")
