@@ -25,6 +25,10 @@ class ModelError(InputError):
     """A .tflite model is not usable; the message names the file."""
 
 
+class OutputError(InputError):
+    """A file of the run folder cannot be written (disk full, read-only); names the file."""
+
+
 class BinaryError(FarmError):
     """A benchmark binary is missing or does not fit a device's ABI."""
 

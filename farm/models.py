@@ -66,23 +66,35 @@ class ModelInfo(BaseModel):
         return {**self.model_dump(), "node_count": self.node_count, "ops": self.ops}
 
 
-def _read(path: Path) -> bytes:
+def check_file(path: str | Path) -> None:
+    """Raise ModelError (one line naming the file) unless it is a file that starts as TFLite."""
+    _read(Path(path), whole=False)
+
+
+def _read(path: Path, *, whole: bool = True) -> bytes:
+    # Devices, FIFOs and sockets are refused before opening: /dev/zero never ends, a FIFO blocks.
+    # The identifier is checked before the whole file is read, so a huge stray file costs little.
     try:
-        data = path.read_bytes()
+        if path.is_dir():
+            raise ModelError(f"{path}: is a directory, not a .tflite model")
+        if path.exists() and not path.is_file():
+            raise ModelError(f"{path}: not a regular file, not a .tflite model")
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if not head:
+                raise ModelError(f"{path}: not a TFLite model: the file is empty")
+            if len(head) < 8 or head[4:8] != FILE_IDENTIFIER:
+                raise ModelError(
+                    f"{path}: not a TFLite model: file identifier {head[4:8]!r}, "
+                    f"expected {FILE_IDENTIFIER!r}"
+                )
+            return head + fh.read() if whole else head
     except FileNotFoundError:
         raise ModelError(f"{path}: model file not found") from None
     except IsADirectoryError:
         raise ModelError(f"{path}: is a directory, not a .tflite model") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model: {exc.strerror or exc}") from None
-    if not data:
-        raise ModelError(f"{path}: not a TFLite model: the file is empty")
-    if len(data) < 8 or data[4:8] != FILE_IDENTIFIER:
-        raise ModelError(
-            f"{path}: not a TFLite model: file identifier {data[4:8]!r}, "
-            f"expected {FILE_IDENTIFIER!r}"
-        )
-    return data
 
 
 def _load(path: Path, data: bytes) -> Any:

@@ -32,6 +32,7 @@ from farm.errors import (
     DeviceTimeout,
     DeviceUnavailable,
     InputError,
+    OutputError,
 )
 
 if TYPE_CHECKING:
@@ -455,7 +456,7 @@ class Device:
                 raise DeviceTimeout(
                     self.serial, f"{what}: deadline of {timeout:.3g} s passed", command=command
                 )
-        except DeviceError as exc:
+        except (DeviceError, OutputError) as exc:  # OutputError: the host side, not the device
             outcome = type(exc).__name__
             raise
         except Exception as exc:  # adbutils raises AdbError, EOFError, OSError, ...
@@ -631,16 +632,23 @@ class Device:
         part = target.with_name(f".{target.name}.part-{os.getpid()}-{threading.get_ident()}")
         received = 0
         try:
-            out = open(part, "wb")  # noqa: SIM115 - closed below
+            # Unbuffered: a full host disk shows at the write that hits it, as OutputError.
+            out = open(part, "wb", buffering=0)  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise InputError(f"{target}: cannot write: {exc.strerror or exc}") from None
+            raise OutputError(f"{target}: cannot write: {exc.strerror or exc}") from None
         try:
             with out, self._operation("pull", remote, timeout), self._sync() as conn:
                 self._request(conn, b"RECV", remote)
                 while True:
                     ident, length = struct.unpack("<4sI", conn.read_exact(8))
                     if ident == b"DATA":
-                        out.write(conn.read_exact(length))
+                        view = memoryview(conn.read_exact(length))
+                        try:
+                            while view:
+                                view = view[out.write(view) :]
+                        except OSError as exc:
+                            reason = exc.strerror or exc
+                            raise OutputError(f"{target}: cannot write: {reason}") from None
                         received += length
                     elif ident == b"DONE":
                         break

@@ -54,9 +54,11 @@ else from a delegate's own summary line: each fact is counted once.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import signal
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -449,9 +451,14 @@ def iter_file(path: Path) -> Iterator[BenchmarkResult]:
     """Like parse_file, but yield invocations one by one: memory stays flat for any log."""
     path = Path(path)
     try:
-        with open(path, "rb") as raw:
-            encoding = _sniff_encoding(raw.read(4))
-        fh = open(path, encoding=encoding, errors="replace", newline="")
+        # A device (/dev/zero, a tty) never ends; a pipe (`<(adb logcat -d)`) is read once.
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISDIR(mode)):
+            raise InputError(f"{path}: not a regular file or a pipe, not a log file")
+        raw = open(path, "rb")  # closed with fh by _iter_open_file
+        fh = io.TextIOWrapper(
+            raw, encoding=_sniff_encoding(raw.peek(4)[:4]), errors="replace", newline=""
+        )
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, not a log file") from exc
     except OSError as exc:

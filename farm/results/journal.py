@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from farm.errors import InputError
+from farm.errors import InputError, OutputError
 from farm.results.schema import COMPLETE, SCHEMA_VERSION, json_safe, now_iso
 
 RESULTS_NAME = "results.jsonl"
@@ -44,6 +44,7 @@ class Journal:
         self.path = path
         self._fh = fh
         self._lock = threading.Lock()
+        self._failed: OutputError | None = None
 
     @classmethod
     def create(cls, run_dir: Path, header: dict[str, Any]) -> Journal:
@@ -59,7 +60,9 @@ class Journal:
                 f"{run_dir / RESULTS_NAME} already exists; continue it with --resume {run_dir}"
             ) from None
         except OSError as exc:
-            raise InputError(f"{run_dir}: cannot create the run folder: {exc}") from None
+            raise OutputError(
+                f"{run_dir}: cannot create the run folder: {exc.strerror or exc}"
+            ) from None
         journal = cls(run_dir / RESULTS_NAME, fh)
         journal._write(header)
         _fsync_dir(run_dir)
@@ -104,13 +107,30 @@ class Journal:
 
     def _write(self, record: dict[str, Any]) -> None:
         # One write call per line, so a crash leaves at most one partial line, always the last.
+        # A line that cannot be written whole (disk full) is cut off again and the journal
+        # refuses further lines: the file keeps only complete lines.
         data = json.dumps(json_safe(record), allow_nan=False, ensure_ascii=False) + "\n"
         with self._lock:
             if self._fh.closed:
                 raise ValueError(f"{self.path}: journal is closed")
-            self._fh.write(data.encode("utf-8"))
+            if self._failed is not None:
+                raise self._failed
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            fd = self._fh.fileno()
+            start = os.lseek(fd, 0, os.SEEK_CUR)
+            view = memoryview(data.encode("utf-8"))
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(fd, start)
+                    os.lseek(fd, start, os.SEEK_SET)
+                except OSError:
+                    pass
+                self._failed = OutputError(f"{self.path}: cannot write: {exc.strerror or exc}")
+                raise self._failed from None
 
 
 def load_run(path: Path | str) -> RunData:
