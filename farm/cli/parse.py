@@ -110,6 +110,8 @@ def _print_table(parsed: list[tuple[Path, list[BenchmarkResult]]]) -> None:
             if deleg["coverage"]:
                 names += f" {deleg['coverage']}"
             status = r.status if r.failure_kind is None else r.failure_kind
+            if r.signal:
+                status += f" ({r.signal})"
             table.add_row(
                 str(i),
                 Text(status, style="green" if r.status == "ok" else "red"),

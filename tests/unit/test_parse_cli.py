@@ -97,3 +97,13 @@ def test_dash_reads_standard_input() -> None:
     rows = json.loads(result.stdout)
     assert [row["file"] for row in rows] == ["-"] * 8
     assert rows[7]["inference_avg_us"] == 53974.5
+
+
+def test_a_crash_names_its_signal(tmp_path: Path) -> None:
+    log = tmp_path / "crash.log"
+    log.write_text("STARTING!\nLoaded model m.tflite\nRunning benchmark for at least 1 iterations\n"
+                   "Segmentation fault\n")  # fmt: skip
+    result = _run(str(log))
+    assert result.exit_code == 0 and "crashed (SIGSEGV)" in result.stdout
+    (row,) = json.loads(_run("--json", str(log)).stdout)
+    assert (row["failure_kind"], row["signal"], row["exit_status"]) == ("crashed", "SIGSEGV", None)
