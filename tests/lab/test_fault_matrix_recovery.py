@@ -1,0 +1,100 @@
+"""Recovery beyond the matrix: a phone hung for good beside a healthy one; a new adb server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm.bench.runner import RunnerOptions
+from farm.bench.service import run
+from farm.config import load_config
+from farm.sim.lab import Lab
+from farm.sim.testing import AdbServer
+from tests.lab.test_fault_matrix_table import SUITE
+from tests.lab.test_run import INT8, fast, server_of, write_config
+
+pytestmark = pytest.mark.lab
+
+
+def _config(tmp_path: Path, server: AdbServer, repeats: int) -> Any:
+    return load_config(
+        write_config(
+            tmp_path, [server_of(server)], models=[str(INT8)], repeats=repeats, min_secs=1.0
+        )
+    )
+
+
+def _by_serial(cells: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        out.setdefault(cell["serial"], []).append(cell)
+    return out
+
+
+def test_a_phone_hung_for_good_never_holds_up_the_others(
+    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+) -> None:
+    lab = fast(start_lab(["pixel_7", "galaxy_s23"]), 1.0)
+    hung, healthy = (p.serial for p in lab.phones)
+    hit: list[str] = []
+
+    def on_phase(serial: str, phase: str, cell: Any) -> None:
+        if serial == hung and phase == "run" and not hit:
+            hit.append(cell.key)
+            lab.fault(serial, "hang")  # until cleared: never
+
+    options = RunnerOptions(run_deadline_s=60, on_phase=on_phase, **SUITE)
+    result = run(config=_config(tmp_path, adb_server, 3), progress=False, options=options)
+
+    cells = _by_serial(result.cells)
+    assert hit
+    assert [c["status"] for c in cells[healthy]] == ["ok"] * 3
+    assert [c["status"] for c in cells[hung]] == ["device_lost"] * 3
+    assert all("unreachable" in c["reason"] for c in cells[hung])
+    assert result.exit_code == 1
+
+
+def test_adb_server_killed_mid_run_and_started_again(
+    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+) -> None:
+    lab = fast(start_lab(["pixel_7"]), 1.0)
+    serial = lab.phones[0].serial
+    seen: list[str] = []
+    restarted = threading.Event()
+
+    port = adb_server.port
+
+    done = threading.Event()
+
+    def restart_later() -> None:
+        time.sleep(1.0)  # the run meets a dead server for a while
+        adb_server.start()
+        restarted.set()
+        done.wait(120)  # the server dies with the thread that started it
+
+    def on_phase(s: str, phase: str, cell: Any) -> None:
+        if phase != "run":
+            return
+        seen.append(cell.key)
+        if len(seen) == 2:
+            adb_server._kill()
+            threading.Thread(target=restart_later, daemon=True).start()
+
+    options = RunnerOptions(run_deadline_s=60, on_phase=on_phase, **{**SUITE, "grace_s": 20.0})
+    try:
+        result = run(config=_config(tmp_path, adb_server, 4), progress=False, options=options)
+    finally:
+        done.set()
+
+    assert restarted.is_set() and adb_server.port == port
+    assert [c["status"] for c in result.cells] == ["ok"] * 4, [c["reason"] for c in result.cells]
+    hit = next(c for c in result.cells if c["key"] == seen[1])
+    assert hit["retries"].get("wait", 0) >= 1
+    assert hit["retries"].get("rerun", 0) == 0  # the benchmark ran on; its log was pulled
+    assert result.exit_code == 0
+    assert serial in {c["serial"] for c in result.cells}
