@@ -654,7 +654,18 @@ def _blocked_on(lock: Path) -> bool:
     return False
 
 
-def test_litert_engine_times_runs_under_the_host_cpu_lock(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("other_holds", "done_while_waiting"),
+    [
+        # Another phone times its runs: this one does not even set up meanwhile.
+        ("exclusive", "INFO: Graph:"),
+        # Another phone sets up: this one sets up too, but times nothing meanwhile.
+        ("shared", "INFO: Initialized session in"),
+    ],
+)
+def test_litert_engine_takes_turns_on_the_host_cpu_lock(
+    tmp_path: Path, other_holds: str, done_while_waiting: str
+) -> None:
     import fcntl
 
     state = _phone(tmp_path, get_profile("pixel_7"), "litert")
@@ -663,11 +674,13 @@ def test_litert_engine_times_runs_under_the_host_cpu_lock(tmp_path: Path) -> Non
     (state / "cpu_lock").write_text(str(lock))
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_SIM_")}
     env.update(FARM_SIM_STATE=str(state), FARM_SIM_SERIAL="emulator-5554")
-    with open(lock) as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # another phone is timing its runs
+    log = tmp_path / "out.log"
+    mode = fcntl.LOCK_EX if other_holds == "exclusive" else fcntl.LOCK_SH
+    with open(lock) as held, open(log, "w") as sink:
+        fcntl.flock(held, mode)
         proc = subprocess.Popen(
             [sys.executable, "-m", "farm.sim.benchmark_model", f"--graph={TINY}", *SHORT],
-            stdout=subprocess.PIPE,
+            stdout=sink,
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
@@ -677,9 +690,14 @@ def test_litert_engine_times_runs_under_the_host_cpu_lock(tmp_path: Path) -> Non
             while not _blocked_on(lock) and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert _blocked_on(lock) and proc.poll() is None, "the tool did not wait for the lock"
+            so_far = log.read_text()
+            assert done_while_waiting in so_far and "INFO: Running benchmark" not in so_far
+            if other_holds == "exclusive":
+                assert "Initialized session" not in so_far
         finally:
             fcntl.flock(held, fcntl.LOCK_UN)
-        out, _ = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+    out = log.read_text()
     assert proc.returncode == 0, out
     lines = out.splitlines()
     held_at = next(i for i, line in enumerate(lines) if "host CPU lock" in line)
