@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -127,14 +128,14 @@ def _proc_table() -> dict[int, tuple[int, str, str]]:
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = Path(f"/proc/{entry}/stat").read_text(errors="replace")
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[-1].split()
         if fields[0] == "Z":
             continue
-        table[int(entry)] = (int(fields[1]), fields[19], cmd.strip())
+        table[int(entry)] = (int(fields[1]), fields[19], cmd.decode("utf-8", "replace").strip())
     return table
 
 
@@ -475,8 +476,15 @@ def check_host(soak: Soak, ports: list[int], tmp: Path, lab_dir: Path) -> None:
 soak_start = time.time()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     global soak_start
+    # Stop cleanly on Ctrl-C and SIGTERM, also when started where SIGINT is ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     minutes = float(os.environ.get("SOAK_MINUTES") or "10")
     seed = int(os.environ.get("SOAK_SEED") or random.SystemRandom().randrange(1, 10**6))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -582,11 +590,20 @@ def main() -> int:
             summary = check_cells(soak, run_dir, lab, controls)
         check_phones(soak, server, lab, files_before)
         track_processes(soak)
+    except KeyboardInterrupt:
+        soak.problem("interrupted")
+    except Exception as exc:  # noqa: BLE001 - reported as a failed soak, then cleaned up
+        traceback.print_exc()
+        soak.problem(f"the soak itself failed: {type(exc).__name__}: {exc}")
     finally:
         stop.set()
         if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()  # farm run stops its device processes on SIGTERM
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if lab is not None:
             lab.down()
         server.stop()
