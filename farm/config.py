@@ -438,6 +438,7 @@ def _parse_yaml(text: str, where: str) -> tuple[yaml.Node | None, dict[str, Any]
         _check_duplicate_keys(root, where)
     if data is None:
         return root, {}
+    data = _joined_surrogates(data)
     if not isinstance(data, dict) or not isinstance(root, yaml.MappingNode):
         line = root.start_mark.line + 1 if root is not None else 1
         raise ConfigError(f"{where}:{line}: the config must be a mapping of keys (models:, ...)")
@@ -455,6 +456,14 @@ def _check_duplicate_keys(root: yaml.Node, where: str) -> None:
             raise ConfigError(
                 f"{where}: too many values (over {MAX_CONFIG_NODES}, aliases counted)"
             )
+        if isinstance(node, yaml.ScalarNode) and _SURROGATE.search(node.value):
+            try:
+                _join_surrogates(node.value)
+            except UnicodeDecodeError:
+                raise ConfigError(
+                    f"{where}:{node.start_mark.line + 1}: {node.value!r} holds a lone UTF-16 "
+                    "surrogate escape, not text"
+                ) from None
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key, value in node.value:
@@ -467,6 +476,26 @@ def _check_duplicate_keys(root: yaml.Node, where: str) -> None:
                 stack.append(value)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _join_surrogates(text: str) -> str:
+    """'\\ud83d\\ude80' escapes (as JSON writes them) joined into the one character they mean."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+
+
+def _joined_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _join_surrogates(value)
+    if isinstance(value, dict):
+        return {_joined_surrogates(k): _joined_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_joined_surrogates(v) for v in value]
+    return value
 
 
 def _first_error(exc: ValidationError, root: yaml.Node | None, where: str) -> str:

@@ -64,6 +64,8 @@ def _print_table(devices: list) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from farm.report.text import safe_text
+
     console = Console(highlight=False)
     if not devices:
         console.print("no devices", markup=False)
@@ -72,10 +74,10 @@ def _print_table(devices: list) -> None:
     for column in ("SERIAL", "STATE", "SERVER", "MODEL", "SOC", "SDK", "ABIS", "PROFILE", "EMU"):
         table.add_column(column, overflow="fold")
     for d in devices:
-        # Device-sourced text goes in as Text: no markup is interpreted.
+        # Device-sourced text goes in as Text (no markup), controls made visible (no escapes).
         table.add_row(
             *(
-                Text(value)
+                Text(safe_text(value))
                 for value in (
                     d.serial,
                     d.state,
