@@ -32,6 +32,7 @@ from farm.errors import (
     FarmError,
     OutputError,
 )
+from farm.report.text import safe_text
 
 if TYPE_CHECKING:
     from farm.android.info import DeviceInfo
@@ -237,7 +238,7 @@ class _Display:
         self._progress.__enter__()
         for job in self.jobs:
             info = job.info
-            label = f"{info.serial} {info.model}"[:40].ljust(40)
+            label = safe_text(f"{info.serial} {info.model}")[:40].ljust(40)
             self._tasks[info.serial] = self._progress.add_task(
                 "", total=len(job.cells), label=label, status="waiting"
             )
@@ -254,7 +255,7 @@ class _Display:
         if event.kind == "cell":
             self._progress.update(task, advance=1)
         elif event.kind == "status":
-            self._progress.update(task, status=event.text[:60])
+            self._progress.update(task, status=safe_text(event.text)[:60])
         elif event.kind == "finished":
             self._progress.update(task, status=event.text or "done")
 

@@ -415,3 +415,21 @@ def test_parse_a_pipe_reads_it_once(tmp_path: Path, cli: Any) -> None:
     assert code == 0, err
     (row,) = json.loads(out)
     assert (row["status"], row["init_us"]) == ("ok", 87639)
+
+
+def test_progress_lines_show_device_text_without_escapes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from farm.android.info import DeviceInfo
+    from farm.bench.runner import DeviceJob, Event, _Display
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    info = DeviceInfo(
+        serial="emulator-5554", server="127.0.0.1:5037", state="device", model="\x1b[2J\x00[b]X"
+    )
+    display = _Display([DeviceJob(info=info, cells=[])], enabled=True)
+    with display:
+        display.update(Event("emulator-5554", "status", "m\x1b]0;title\x07 [red]r\x7f"))
+    err = capsys.readouterr().err
+    assert "[b]X" in err and "[red]r" in err  # text, not markup
+    assert not {"\x1b", "\x00", "\x07", "\x7f"} & set(err), repr(err)
