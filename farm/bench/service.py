@@ -127,8 +127,8 @@ def run(
     """Run a benchmark matrix (or the missing cells of `resume`) and write the run folder.
 
     The matrix comes from `config` (a ready Config) or from `config_path` with `overrides`.
-    `options` (deadlines, quarantine, phase hook) replaces the defaults; its run deadline
-    comes from the config unless given there.
+    `options` (deadlines, quarantine, phase hook) replaces the runner's settings whole: with
+    it, `grace_s` and the config's `run_deadline_s` are not used.
     """
     from pydantic import ValidationError
 
