@@ -141,6 +141,8 @@ def load_run(path: Path | str) -> RunData:
 def _load(path: Path) -> tuple[RunData, int]:
     """The run data and the byte length of its well-formed lines."""
     file = path / RESULTS_NAME if path.is_dir() else path
+    if file.exists() and not file.is_file():  # /dev/zero never ends, a FIFO blocks
+        raise InputError(f"{file}: not a regular file, not a farm results file")
     try:
         raw = file.read_bytes()
     except FileNotFoundError:

@@ -433,3 +433,19 @@ def test_progress_lines_show_device_text_without_escapes(
     err = capsys.readouterr().err
     assert "[b]X" in err and "[red]r" in err  # text, not markup
     assert not {"\x1b", "\x00", "\x07", "\x7f"} & set(err), repr(err)
+
+
+@pytest.mark.parametrize("kind", ["dev_zero_link", "fifo", "dev_zero"])
+def test_resume_from_something_that_is_no_run_is_one_line(
+    kind: str, tmp_path: Path, cli: Any
+) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if kind == "dev_zero_link":
+        (run_dir / "results.jsonl").symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(run_dir / "results.jsonl")
+    else:
+        run_dir = Path("/dev/zero")
+    code, _, err = cli("run", "--resume", run_dir)
+    one_line(code, err, "not a regular file, not a farm results file")
