@@ -216,7 +216,7 @@ class BinaryCache:
             raise BinaryError(f"unknown ABI {abi!r} (known: {', '.join(ABIS)})")
         src = Path(path).expanduser()
         if not src.is_file():
-            raise BinaryError(f"{src}: no such file")
+            raise BinaryError(f"{src}: {'not a regular file' if src.exists() else 'no such file'}")
         info = check_binary(src, abi)
         folder = self.root / abi
         folder.mkdir(parents=True, exist_ok=True)

@@ -449,3 +449,23 @@ def test_resume_from_something_that_is_no_run_is_one_line(
         run_dir = Path("/dev/zero")
     code, _, err = cli("run", "--resume", run_dir)
     one_line(code, err, "not a regular file, not a farm results file")
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "directory", "huge_sparse"])
+def test_binaries_add_of_no_binary_is_one_line(
+    kind: str, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FARM_CACHE", str(tmp_path / "cache"))
+    path = Path(kind) if kind.startswith("/") else tmp_path / kind
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "huge_sparse":
+        _sparse(path, 2 * GIB)
+    code, _, err = cli("binaries", "add", "arm64-v8a", path)
+    line = one_line(code, err, str(path))
+    assert ("not a regular file" in line) == (kind != "huge_sparse")
+    assert not (tmp_path / "cache" / "binaries" / "arm64-v8a").exists() or not any(
+        (tmp_path / "cache" / "binaries" / "arm64-v8a").iterdir()
+    )
