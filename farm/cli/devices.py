@@ -49,6 +49,7 @@ def devices_command(
 ) -> None:
     """List every device the adb servers see: state, model, SoC, SDK, ABIs, profile."""
     from farm.android.discovery import discover
+    from farm.report.text import safe_text
 
     found = discover(servers_from(server, config))
     if as_json:
@@ -56,7 +57,7 @@ def devices_command(
     else:
         _print_table(found.devices)
     for warning in found.warnings:
-        typer.echo(f"farm: warning: {warning}", err=True)
+        typer.echo(f"farm: warning: {safe_text(warning)}", err=True)
 
 
 def _print_table(devices: list) -> None:

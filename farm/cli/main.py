@@ -66,7 +66,10 @@ def main() -> None:
     except FarmError as exc:
         if debug:
             raise
-        typer.echo(f"farm: error: {exc}", err=True)
+        from farm.report.text import safe_text
+
+        # One line whatever the message quotes (a file name with a newline, a device's text).
+        typer.echo(f"farm: error: {safe_text(exc)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("farm: interrupted", err=True)

@@ -33,6 +33,7 @@ def parse_command(
     """Parse benchmark_model logs: one row per invocation found, failures included."""
     from farm.bench.parse import parse_file, parse_lines
     from farm.errors import InputError
+    from farm.report.text import safe_text
 
     parsed: list[tuple[Path, list[BenchmarkResult]]] = []
     unreadable = 0
@@ -44,7 +45,7 @@ def parse_command(
                 parsed.append((path, parse_file(path)))
         except InputError as exc:
             unreadable += 1
-            typer.echo(f"farm: error: {exc}", err=True)
+            typer.echo(f"farm: error: {safe_text(exc)}", err=True)
 
     if as_json:
         rows = [{"file": str(path), **r.to_dict()} for path, results in parsed for r in results]

@@ -52,6 +52,7 @@ def run_command(
     """Benchmark models × delegates × threads on every selected device."""
     from farm.bench.service import run
     from farm.config import DEFAULT_CONFIG_NAME
+    from farm.report.text import safe_text
 
     if resume is not None and (config or model or delegate or threads or repeats or serial):
         from farm.errors import ConfigError
@@ -73,7 +74,7 @@ def run_command(
         resume=resume,
         progress=progress and not as_json and sys.stderr.isatty(),
         grace_s=grace,
-        warn=lambda text: typer.echo(f"farm: warning: {text}", err=True),
+        warn=lambda text: typer.echo(f"farm: warning: {safe_text(text)}", err=True),
     )
     if as_json:
         typer.echo(json.dumps(outcome_dict(result), indent=2))

@@ -469,3 +469,12 @@ def test_binaries_add_of_no_binary_is_one_line(
     assert not (tmp_path / "cache" / "binaries" / "arm64-v8a").exists() or not any(
         (tmp_path / "cache" / "binaries" / "arm64-v8a").iterdir()
     )
+
+
+def test_errors_quoting_newlines_and_escapes_stay_one_line(tmp_path: Path, cli: Any) -> None:
+    config = _models_config(tmp_path)
+    name = "x\ny\x1b\x07\r.tflite"
+    code, _, err = cli("run", "--config", config, f"--model={name}")
+    assert "x y\\x1b\\x07 .tflite: model file not found" in one_line(code, err, "x y")
+    code, _, err = cli("parse", str(tmp_path / "a\nb.log"))
+    one_line(code, err, "a b.log: cannot read")
