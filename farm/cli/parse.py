@@ -70,13 +70,15 @@ def _print_table(parsed: list[tuple[Path, list[BenchmarkResult]]]) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from farm.report.text import safe_text
+
     console = Console(highlight=False)
     for path, results in parsed:
         if not results:
-            console.print(Text(f"{path}: no benchmark output found"))
+            console.print(Text(safe_text(f"{path}: no benchmark output found")))
             continue
         table = Table(
-            title=Text("<stdin>" if str(path) == "-" else str(path)),
+            title=Text("<stdin>" if str(path) == "-" else safe_text(path)),
             box=box.SIMPLE_HEAD,
             title_justify="left",
             pad_edge=False,
@@ -117,7 +119,7 @@ def _print_table(parsed: list[tuple[Path, list[BenchmarkResult]]]) -> None:
                 str(i),
                 Text(status, style="green" if r.status == "ok" else "red"),
                 "-" if r.threads is None else str(r.threads),
-                Text(names),
+                Text(safe_text(names)),
                 _fmt(r.init_us, 1e3),
                 _fmt(r.first_inference_us, 1e3),
                 _fmt(r.inference_avg_us, 1e3),
@@ -126,7 +128,7 @@ def _print_table(parsed: list[tuple[Path, list[BenchmarkResult]]]) -> None:
                 _fmt(r.memory.overall_mb),
             )
             if r.errors:
-                notes.append(Text(f"  #{i}: {r.errors[0]}", style="red"))
+                notes.append(Text(f"  #{i}: {safe_text(r.errors[0])}", style="red"))
         console.print(table)
         for note in notes:
             console.print(note)

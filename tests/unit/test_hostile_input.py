@@ -478,3 +478,17 @@ def test_errors_quoting_newlines_and_escapes_stay_one_line(tmp_path: Path, cli: 
     assert "x y\\x1b\\x07 .tflite: model file not found" in one_line(code, err, "x y")
     code, _, err = cli("parse", str(tmp_path / "a\nb.log"))
     one_line(code, err, "a b.log: cannot read")
+
+
+def test_parse_table_shows_escapes_in_names_and_tool_errors_as_text(
+    tmp_path: Path, cli: Any
+) -> None:
+    log = tmp_path / "esc\x1b[31m.log"
+    log.write_bytes(
+        b"STARTING!\nERROR: Failed to apply \x1b[2J\x1b]0;pwn\x07 [bold]x delegate\n"
+        b"Benchmarking failed.\n"
+    )
+    code, out, err = cli("parse", log.name)  # the folder is the current one
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert "esc\\x1b[31m.log" in out and "\\x1b[2J\\x1b]0;pwn\\x07 [bold]x" in out
