@@ -321,6 +321,7 @@ class _DeviceWorker(threading.Thread):
                 raise Interrupted
             cell = self.pending[0]
             started_at = _now()
+            t0 = time.monotonic()
             self.retries = Counter()
             try:
                 line = self._run_cell(cell)
@@ -335,6 +336,7 @@ class _DeviceWorker(threading.Thread):
                     started_at=started_at,
                     status="error",
                     reason=reason,
+                    t0=t0,
                 )
             self.pending.pop(0)
             self.runner.record(line)
@@ -538,7 +540,8 @@ class _DeviceWorker(threading.Thread):
                 f" do sleep 0.1; i=$((i+1)); done; e=1; if kill -0 {pid} 2>/dev/null; then "
                 f'case "$(tr "\\0" " " </proc/{pid}/cmdline 2>/dev/null)" in ""|*{token}*) e=;; '
                 'esac; fi; if [ -z "$e" ]; then echo running; else j=0; '
-                f"while [ ! -s {q_rc} ] && [ $j -lt 10 ]; do sleep 0.1; j=$((j+1)); done; "
+                f'while ! grep -q "^{pid} " {q_rc} 2>/dev/null && [ $j -lt 10 ]; '
+                "do sleep 0.1; j=$((j+1)); done; "
                 f"echo ended; cat {q_rc} 2>/dev/null; fi"
             )
             try:
@@ -558,7 +561,8 @@ class _DeviceWorker(threading.Thread):
         """The exit status the launch shell recorded for `pid`, if any (best effort)."""
         try:
             out = self._shell(
-                f"j=0; while [ ! -s {q_rc} ] && [ $j -lt 10 ]; do sleep 0.1; j=$((j+1)); done;"
+                f'j=0; while ! grep -q "^{pid} " {q_rc} 2>/dev/null && [ $j -lt 10 ]; '
+                "do sleep 0.1; j=$((j+1)); done;"
                 f" cat {q_rc} 2>/dev/null"
             ).output
         except DeviceError:
