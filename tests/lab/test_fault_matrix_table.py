@@ -34,8 +34,8 @@ FAULTS = (
 # Runner settings of the matrix runs (short, so the suite stays quick); the doc names both
 # these and the defaults of `farm run`.
 SUITE = {
-    "grace_s": 4.0,
-    "command_timeout_s": 1.5,
+    "grace_s": 6.0,
+    "command_timeout_s": 2.5,
     "wait_chunk_s": 0.5,
     "kill_wait_s": 0.5,
     "quarantine_after": 2,
@@ -99,7 +99,7 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "hang",
         "discovery",
-        {"seconds": 3},
+        {"seconds": 5},
         recovery="≤ 10 s discovery wait",
         why="getprop passes its deadline; the phone is probed again until it answers",
     ),
@@ -155,7 +155,7 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "hang",
         "push",
-        {"seconds": 3},
+        {"seconds": 5},
         recovery="the push deadline (30 s + 1 s per 2 MiB), then retried like a drop",
         why="a stall shorter than the push deadline only delays the push",
     ),
@@ -219,7 +219,7 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "hang",
         "launch",
-        {"seconds": 3},
+        {"seconds": 5},
         retried=("launch",),
         recovery=GRACE,
         why="the launch passes its command deadline and is retried; one benchmark runs",
@@ -284,7 +284,7 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "hang",
         "run",
-        {"seconds": 3},
+        {"seconds": 5},
         recovery=GRACE,
         why="the wait probe passes its deadline and is retried; the benchmark runs on and its "
         "log is pulled (not run again)",
@@ -359,7 +359,7 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "hang",
         "pull",
-        {"seconds": 3},
+        {"seconds": 5},
         recovery=GRACE,
         why="a stall is waited out or the call passes its deadline and is retried",
     ),
