@@ -14,6 +14,7 @@ import logging
 import posixpath
 import queue
 import re
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -59,6 +60,7 @@ class RunnerOptions:
     wait_chunk_s: float = 2.0  # longest single wait on the device between stop checks
     kill_wait_s: float = 2.0  # between SIGTERM and SIGKILL
     reruns: int = 1  # re-runs of a cell whose benchmark was killed from outside (reboot)
+    restart_adb_server: bool = True  # start a local adb server again when it died
     quarantine_after: int = 3  # incomplete cells in a row before a device is set aside
     # Called in the worker as each phase begins: (serial, phase, cell); see PHASES.
     on_phase: Callable[[str, str, Any], None] | None = None
@@ -570,8 +572,11 @@ class _DeviceWorker(threading.Thread):
         return _exit_status(out, pid)
 
     def _reattach(self, exc: BaseException) -> None:
-        """A network device the adb server no longer knows (it restarted) is connected again."""
+        """A local adb server that died is started again; a network device the server no
+        longer knows (it restarted) is connected again."""
         text = str(exc)
+        if self.opt.restart_adb_server and "adb server unreachable" in text:
+            restart_local_server(self.device.server)
         if ":" not in self.serial or "not found" not in text and "unreachable" not in text:
             return
         try:
@@ -809,6 +814,48 @@ def stop_pids_script(pid_files: str, kill_wait_s: float) -> str:
         "sleep 0.2; i_=$((i_+1)); done; "
         'for p_ in $ps_; do kill -KILL $p_ 2>/dev/null; done; echo "stopped:$ps_"'
     )
+
+
+_restart_lock = threading.Lock()
+_last_restart: dict[str, float] = {}
+RESTART_COOLDOWN_S = 5.0
+
+
+def restart_local_server(server: Any, *, timeout: float = 15.0) -> bool:
+    """Start the adb server at `server`'s address again when it is local and nothing listens.
+
+    At most one try per server every RESTART_COOLDOWN_S, whichever worker asks; True when an
+    adb server was started. The adb binary is the one adbutils would use.
+    """
+    if server.host not in ("127.0.0.1", "localhost", "::1"):
+        return False
+    with _restart_lock:
+        now = time.monotonic()
+        if now - _last_restart.get(server.address, -RESTART_COOLDOWN_S) < RESTART_COOLDOWN_S:
+            return False
+        _last_restart[server.address] = now
+        if server.reachable(timeout=0.5):
+            return False
+        try:
+            import adbutils
+
+            adb = adbutils.adb_path()
+            result = subprocess.run(
+                [adb, "-P", str(server.port), "start-server"],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.SubprocessError, RuntimeError) as exc:
+            log.warning("adb server %s is down and could not be started: %s", server.address, exc)
+            return False
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
+            log.warning("adb server %s is down; %s start-server: %s", server.address, adb, tail[0])
+            return False
+        log.warning("adb server %s was down: started it again (%s)", server.address, adb)
+        return True
 
 
 def _exit_status(text: str, pid: int) -> int | None:

@@ -85,10 +85,13 @@ def test_adb_server_killed_mid_run_and_started_again(
             adb_server._kill()
             threading.Thread(target=restart_later, daemon=True).start()
 
-    options = RunnerOptions(run_deadline_s=60, on_phase=on_phase, **{**SUITE, "grace_s": 20.0})
+    settings = {**SUITE, "grace_s": 20.0, "restart_adb_server": False}  # waited for
+    options = RunnerOptions(run_deadline_s=60, on_phase=on_phase, **settings)
     try:
         result = run(config=_config(tmp_path, adb_server, 4), progress=False, options=options)
     finally:
+        restarted.wait(10)
+        lab.down()  # while a server runs: an adb command meeting none would start one
         done.set()
 
     assert restarted.is_set() and adb_server.port == port
@@ -98,3 +101,36 @@ def test_adb_server_killed_mid_run_and_started_again(
     assert hit["retries"].get("rerun", 0) == 0  # the benchmark ran on; its log was pulled
     assert result.exit_code == 0
     assert serial in {c["serial"] for c in result.cells}
+
+
+def test_adb_server_killed_mid_run_is_started_again_by_farm(
+    start_lab: Callable[..., Lab],
+    adb_server: AdbServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lab = fast(start_lab(["pixel_7"]), 1.0)
+    serial = lab.phones[0].serial
+    for name, value in adb_server.env.items():  # the new server keeps to the private HOME
+        if name != "PATH":
+            monkeypatch.setenv(name, value)
+    seen: list[str] = []
+
+    def on_phase(s: str, phase: str, cell: Any) -> None:
+        if phase == "run":
+            seen.append(cell.key)
+            if len(seen) == 2:
+                adb_server._kill()  # and nobody starts it again but farm
+
+    options = RunnerOptions(run_deadline_s=60, on_phase=on_phase, **{**SUITE, "grace_s": 20.0})
+    try:
+        result = run(config=_config(tmp_path, adb_server, 3), progress=False, options=options)
+        assert adb_server.adb("get-state", "-s", serial).stdout.strip() == "device"
+    finally:
+        lab.down()  # while a server runs: an adb command meeting none would start one
+        adb_server.adb("kill-server")  # the server farm started is a daemon of its own
+
+    assert [c["status"] for c in result.cells] == ["ok"] * 3, [c["reason"] for c in result.cells]
+    hit = next(c for c in result.cells if c["key"] == seen[1])
+    assert hit["retries"].get("wait", 0) >= 1 and hit["retries"].get("rerun", 0) == 0
+    assert "started it again" in (result.run_dir / "farm.log").read_text()
