@@ -80,16 +80,16 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Any:
     Linux only (prctl PR_SET_PDEATHSIG); elsewhere the child is left as it is. Start such
     children from a thread that lives as long as they should (the main thread).
     """
+    import ctypes
+
     parent = os.getpid()
+    try:  # looked up here: the child between fork and exec only calls it
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
     def preexec() -> None:
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        except (OSError, AttributeError):
-            return
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
