@@ -4,7 +4,8 @@ Schema version history (bump SCHEMA_VERSION and write what changed here; loaders
   1 (farm 0.1): header {type, schema_version, run_id, plan, config, host, tool_versions,
     started_at}; cell {type, key, serial, server, device{model, soc, sdk, abi, profile}, model,
     model_sha256, binary_sha256, delegate, threads, repeat, status, reason, metrics, delegation,
-    command, log, started_at, duration_s, simulated}; summary {type, counts, bytes_pushed,
+    command, log, started_at, duration_s, simulated, and where the runner knows them exit_status,
+    retries, rerun}; summary {type, counts, bytes_pushed,
     finished_at, ...}; resumed {type, at, done} where --resume continued the run (a later
     cell line for the same key replaces the earlier one).
 """

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -391,3 +392,13 @@ def test_long_reasons_are_cut_in_reports():
     cells = [line(PIXEL, "gpu", 1, "failed", reason="x" * 5000)]
     reason = problems_frame(cells_frame(cells)).iloc[0]["reason"]
     assert len(reason) == 300 and reason.endswith("…")
+
+
+def test_report_files_follow_the_umask(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        paths = write_outputs(tmp_path, lab_cells())
+    finally:
+        os.umask(old)
+    for path in paths.values():
+        assert path.stat().st_mode & 0o777 == 0o644, path.name
