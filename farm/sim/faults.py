@@ -120,6 +120,7 @@ async def apply_fault(phone: VirtualPhone, kind: str, **options: Any) -> None:
         await asyncio.sleep(0)
     elif kind == "disk_full":
         faults.disk_full_free = values["free"]
+        phone.os.set_storage_free(values["free"])
     elif kind == "slow":
         faults.rate = float(values["rate"])
     elif kind == "benchmark_crash":
@@ -133,6 +134,7 @@ async def apply_fault(phone: VirtualPhone, kind: str, **options: Any) -> None:
         faults.rate = 0.0
         faults.die_after = None
         faults.disk_full_free = None
+        phone.os.set_storage_free(None)
         faults.hang.set()
         phone.os.clear_faults()
         if was_unauthorized:

@@ -38,6 +38,7 @@ phones-in-a-box.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import json
@@ -109,6 +110,21 @@ def _host_tool(name: str) -> str:
     return shutil.which(name) or f"/usr/bin/{name}"
 
 
+def _pid_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _live(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -143,6 +159,11 @@ class PhoneOS:
         self.confined = bubblewrap_available() if confine is None else confine
         self._init: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None  # host pid of the sandbox's pid 1
+        # Every sandbox ever started and not yet seen gone: host pid of its pid 1 -> its pid
+        # namespace, and the bwrap processes, so that kill_all ends them all.
+        self._sandboxes: dict[int, str] = {}
+        self._bwraps: list[subprocess.Popen[bytes]] = []
+        self._storage_free_mb: int | None = None  # what df counts from while a disk is full
         self._groups: set[int] = set()
         self._userns_fds: tuple[int, ...] = ()  # (owner of the namespaces, the sandbox's own)
         self._temps = [zone.idle_c for zone in profile.thermal]
@@ -236,7 +257,10 @@ class PhoneOS:
 
     def _write_scripts(self) -> None:
         bin_dir = self.root / "system" / "bin"
-        for name, text in af.shell_scripts(self.profile, self._layout()).items():
+        profile = self.profile
+        if self._storage_free_mb is not None:
+            profile = profile.model_copy(update={"storage_free_mb": self._storage_free_mb})
+        for name, text in af.shell_scripts(profile, self._layout()).items():
             path = bin_dir / name
             _atomic_write(path, text)
             path.chmod(0o755)
@@ -312,6 +336,14 @@ class PhoneOS:
     def free_bytes(self) -> int:
         """Space left on /data: the profile's free space minus what is stored."""
         return max(0, self.profile.storage_free_mb * MIB - self.used_bytes())
+
+    def set_storage_free(self, free: int | None) -> None:
+        """Make df show at most `free` bytes left on /data (a full disk); None: the profile's."""
+        if free is None:
+            self._storage_free_mb = None
+        else:
+            self._storage_free_mb = (self.used_bytes() + min(free, self.free_bytes())) // MIB
+        self._write_scripts()
 
     def getprop(self) -> dict[str, str]:
         """Every system property, as `adb shell getprop` lists them."""
@@ -449,8 +481,10 @@ class PhoneOS:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                env=self._env(None),  # the phone's name on every process of its sandbox
                 start_new_session=True,
             )
+            self._bwraps.append(self._init)
             os.close(info_w)
             info_w = -1
             data = b""
@@ -495,6 +529,8 @@ class PhoneOS:
         inner = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY)
         self._userns_fds = (owner, inner)
         self._init_pid = pid
+        with contextlib.suppress(OSError):
+            self._sandboxes[pid] = os.readlink(f"/proc/{pid}/ns/pid")
         log.debug("%s: sandbox init is host pid %d", self.serial, pid)
         return pid
 
@@ -605,6 +641,7 @@ class PhoneOS:
                 pass
         self._groups.clear()
         self._stop_init()
+        self._end_sandboxes()
         if not self.confined:
             # No namespace to tear down: find the phone's processes by their environment,
             # again until none is left (one may have forked meanwhile).
@@ -630,6 +667,62 @@ class PhoneOS:
                 if k.startswith("persist.")
             }
             _atomic_write(props, af.build_prop(kept))
+
+    def _end_sandboxes(self) -> None:
+        """Kill every sandbox this phone ever started and whatever still carries its name."""
+        deadline = time.monotonic() + KILL_WAIT_S
+        while True:
+            pids = self._stray_pids()
+            if not pids or time.monotonic() >= deadline:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            for bwrap in self._bwraps:
+                bwrap.poll()
+            time.sleep(0.01)
+        if pids:
+            log.warning("%s: processes %s did not end", self.serial, pids)
+        for bwrap in list(self._bwraps):
+            if bwrap.poll() is None:
+                bwrap.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    bwrap.wait(KILL_WAIT_S)
+            if bwrap.returncode is not None:
+                self._bwraps.remove(bwrap)
+                for pipe in (bwrap.stdout, bwrap.stderr):
+                    if pipe is not None:
+                        pipe.close()
+        self._sandboxes = {
+            pid: ns for pid, ns in self._sandboxes.items() if _pid_ns(pid) == ns and _live(pid)
+        }
+
+    def _stray_pids(self) -> list[int]:
+        """Live host pids of this phone's sandboxes: a past init (still in its own pid
+        namespace), any process in one of those namespaces, or one naming this phone."""
+        # A namespace outlives its init only while the kernel tears it down; its number may
+        # then be reused by another phone's sandbox, so only live inits name a namespace.
+        namespaces = {
+            ns for pid, ns in self._sandboxes.items() if _live(pid) and _pid_ns(pid) == ns
+        }
+        needle = f"FARM_SIM_SERIAL={self.serial}".encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            pid = int(entry)
+            if not _live(pid):
+                continue
+            if _pid_ns(pid) in namespaces:
+                pids.append(pid)
+                continue
+            try:
+                environ = Path(f"/proc/{entry}/environ").read_bytes()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0"):
+                pids.append(pid)
+        return pids
 
     def _unconfined_pids(self) -> list[int]:
         """Live host processes of this phone when unconfined (found by their environment)."""

@@ -223,3 +223,25 @@ def test_unknown_fault_is_refused_before_reaching_the_phone(start_lab):
     lab = start_lab(["pixel_7"])
     with pytest.raises(ConfigError):
         lab.fault(lab.phones[0].serial, "explode")
+
+
+def test_disk_full_push_names_the_reason_and_df_agrees(start_lab_any, adb_server_any, tmp_path):
+    from farm.android.discovery import get_server
+    from farm.errors import DeviceStorageFull
+
+    lab = start_lab_any(["pixel_7"])
+    serial = lab.phones[0].serial
+    device = get_server(f"127.0.0.1:{adb_server_any.port}").device(serial)
+    src = random_file(tmp_path / "f.bin", 3 * 1024 * 1024)
+    lab.fault(serial, "disk_full", free="1M")
+    with pytest.raises(DeviceStorageFull) as caught:
+        device.push(src, "/data/local/tmp/f.bin", timeout=30)
+    assert caught.value.serial == serial
+    assert "write failed: No space left on device" in str(caught.value)
+    # The phone's own df tells the same story as the failed write.
+    df = device.shell("df /data", timeout=10).output.splitlines()[-1].split()
+    assert int(df[3]) <= 1024
+    lab.fault(serial, "clear")
+    assert device.push(src, "/data/local/tmp/f.bin", timeout=30) == 3 * 1024 * 1024
+    df = device.shell("df /data", timeout=10).output.splitlines()[-1].split()
+    assert int(df[3]) > 1024

@@ -246,3 +246,61 @@ def test_adb_server_and_lab_hosts_die_with_a_killed_parent(tmp_path: Path):
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(p) for p in pids)
+
+
+def _phone_pids(serial: str) -> dict[int, str]:
+    """Live host processes of a phone (its environment names it): pid -> command line."""
+    needle = f"FARM_SIM_SERIAL={serial}".encode()
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or not _alive(int(entry)):
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if needle in environ:
+            found[int(entry)] = cmdline.decode(errors="replace")
+    return found
+
+
+def test_reboots_during_detached_jobs_leave_no_sandbox_after_down(start_lab, adb_server):
+    lab = start_lab(["pixel_7"])
+    serial = lab.phones[0].serial
+    seen: dict[int, str] = {}
+
+    def detach_job(number: int) -> None:
+        # A job still between `&` and its nohup when the stream closes dies with the shell:
+        # the shell waits a little, and the job is started again if it did not make it.
+        deadline = time.monotonic() + 30
+        while str(9876700 + number) not in " ".join(_phone_pids(serial).values()):
+            assert time.monotonic() < deadline
+            command = f"nohup sleep {9876700 + number} >/dev/null 2>&1 & sleep 0.2"
+            lab.adb("-s", serial, "shell", command)
+            wait_until_present(str(9876700 + number), timeout=2)
+        seen.update(_phone_pids(serial))
+
+    for number in range(3):
+        detach_job(number)
+        # Shells racing the reboot: some start before it, some in the sandbox it leaves.
+        shells = [
+            subprocess.Popen(
+                [lab.adb_path, "-P", str(lab.adb_port), "-s", serial, "shell", "sleep 30"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(3)
+        ]
+        lab.fault(serial, "reboot", seconds=0.5)
+        for proc in shells:
+            proc.kill()
+            proc.wait()
+        lab.wait_state(serial, "device")
+    detach_job(3)
+    assert any("bwrap" in cmd for cmd in seen.values())  # the sandbox's init carries the name
+    lab.down()
+    deadline = time.monotonic() + 10
+    while (left := _phone_pids(serial)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == {}
