@@ -165,6 +165,35 @@ def _pid_is_host(pid: int) -> bool:
     return b"farm.sim.lab" in cmdline
 
 
+def phone_processes(serials: set[str]) -> list[int]:
+    """Live host pids of processes started for phones with these serials (by environment)."""
+    needles = {f"FARM_SIM_SERIAL={serial}".encode() for serial in serials}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid() or not _pid_alive(int(entry)):
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if needles.intersection(environ):
+            found.append(int(entry))
+    return found
+
+
+def end_phone_processes(serials: set[str], timeout: float = 10.0) -> list[int]:
+    """SIGKILL every process of these phones until none is left; the survivors after timeout."""
+    if not serials:
+        return []
+    deadline = time.monotonic() + timeout
+    while (pids := phone_processes(serials)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
+    return pids
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
@@ -556,6 +585,11 @@ class Lab:
         for pid in pids:  # reap our own children
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
+        # A host that had to be killed could not end its phones' sandboxes: end them here.
+        # (A phone's processes name it as its host named it, 127.0.0.1:PORT.)
+        left = end_phone_processes({f"127.0.0.1:{p.port}" for p in self.phones}, timeout=timeout)
+        if left:
+            log.warning("processes of the lab's phones did not end: %s", left)
         if self.started_adb_server and _port_in_use(self.adb_port):
             with contextlib.suppress(LabError):
                 self.adb("kill-server", timeout=10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -304,3 +305,32 @@ def test_reboots_during_detached_jobs_leave_no_sandbox_after_down(start_lab, adb
     while (left := _phone_pids(serial)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left == {}
+
+
+def test_end_phone_processes_ends_only_the_named_phones():
+    from farm.sim.lab import end_phone_processes, phone_processes
+
+    def start(serial: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "FARM_SIM_SERIAL": serial}
+        # A shell with a child: the child is found by its inherited environment too.
+        return subprocess.Popen(["sh", "-c", "sleep 600 & wait"], env=env, start_new_session=True)
+
+    mine = [start(f"127.0.0.1:{os.getpid()}1"), start(f"127.0.0.1:{os.getpid()}2")]
+    other = start(f"127.0.0.1:{os.getpid()}3")
+    serials = {f"127.0.0.1:{os.getpid()}1", f"127.0.0.1:{os.getpid()}2"}
+    try:
+        deadline = time.monotonic() + 10
+        while len(phone_processes(serials)) < 4:  # two shells and their sleeps
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert end_phone_processes(serials, timeout=10) == []
+        assert phone_processes(serials) == []
+        for proc in mine:
+            assert proc.wait(10) == -9
+        assert other.poll() is None
+        assert end_phone_processes(set()) == []
+    finally:
+        for proc in [*mine, other]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+            proc.wait()
