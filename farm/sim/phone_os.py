@@ -17,7 +17,9 @@ command enters them (`nsenter`) as uid 2000 without capabilities, cwd `/`. Insid
 Detached jobs (`nohup cmd &`) run in a session of their own, so they outlive the shell and the
 adb stream that started them, as on a phone (`kill_group` on a closed stream reaches the shell's
 process group only; a job still between `&` and its nohup at that instant dies with it).
-`kill_all` (reboot, phone death, lab down) kills the init and with it the whole pid namespace.
+`kill_all` (reboot, phone death, lab down) kills the init and with it the whole pid namespace,
+then every sandbox the phone ever started and any process still carrying its name
+(FARM_SIM_SERIAL, in the environment of the init and of every command), until none is left.
 The sandbox dies with the thread that first spawned into it (bwrap --die-with-parent): spawn
 from the event loop's thread. Needs bwrap, and nsenter and setpriv from util-linux.
 

@@ -6,6 +6,7 @@ These drive PhoneOS directly (no adb); the adb-facing behaviour is tested in tes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
@@ -291,6 +292,27 @@ def test_kill_all_leaves_nothing_behind(phone: PhoneOS):
         for proc in procs:
             await asyncio.wait_for(proc.wait(), DEADLINE_S)
         assert phone_processes(phone.serial) == []
+
+    asyncio.run(scenario())
+
+
+@confined_only
+def test_kill_all_ends_the_sandbox_and_each_one_after_a_reboot(phone: PhoneOS):
+    def commands(pids: list[int]) -> list[str]:
+        out = []
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                out.append(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode())
+        return out
+
+    async def scenario() -> None:
+        for _boot in range(2):
+            await sh(phone, "nohup sleep 600 >/dev/null 2>&1 &")
+            # The sandbox's own processes (bwrap, its sleep) carry the phone's name too.
+            names = commands(phone_processes(phone.serial))
+            assert any(name.endswith("bwrap") for name in names), names
+            phone.kill_all()
+            assert phone_processes(phone.serial) == []
 
     asyncio.run(scenario())
 
