@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.android.info import DeviceInfo
+from farm.bench.deploy import sha256_file
 from farm.config import Config, DelegateSpec
 from farm.errors import ConfigError, InputError
 from farm.profiles import Profile, get_profile
@@ -231,18 +231,6 @@ def is_qualcomm(device: DeviceInfo) -> bool:
         props.get("ro.hardware", ""),
     ]
     return any(_QUALCOMM.search(c.strip()) for c in candidates if c)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes; InputError naming the file when it cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    return digest.hexdigest()
 
 
 def _profile(device: DeviceInfo, profiles: Mapping[str, Profile] | None) -> Profile | None:
