@@ -62,7 +62,24 @@ class DeviceError(FarmError):
 
 
 class DeviceUnavailable(DeviceError):
-    """The device is offline, unauthorized or gone: possibly transient."""
+    """The device cannot be reached right now: possibly transient, worth waiting out."""
+
+
+class DeviceOffline(DeviceUnavailable):
+    """The adb server lists the device as offline, unauthorized or still connecting."""
+
+
+class DeviceNotFound(DeviceUnavailable):
+    """The adb server does not know the device (unplugged, or a restarted server that has
+    not reconnected a network device yet)."""
+
+
+class ConnectionLost(DeviceUnavailable):
+    """The link to the device broke in the middle of an operation."""
+
+
+class AdbServerUnreachable(DeviceUnavailable):
+    """The adb server that sees the device does not answer (it died or was restarted)."""
 
 
 class DeviceTimeout(DeviceError):

@@ -26,8 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from farm.errors import (
     AdbServerError,
+    AdbServerUnreachable,
+    ConnectionLost,
     DeviceCommandFailed,
     DeviceError,
+    DeviceNotFound,
+    DeviceOffline,
     DeviceStorageFull,
     DeviceTimeout,
     DeviceUnavailable,
@@ -48,9 +52,12 @@ SYNC_CHUNK = 64 * 1024  # the sync protocol's largest DATA chunk
 # Marker appended to shell v1 commands to recover the exit code.
 _EXIT_MARK = "\x1efarm-exit:"
 _STORAGE_FULL = re.compile(r"No space left|ENOSPC|out of space", re.IGNORECASE)
-_GONE = re.compile(
-    r"device offline|not found|no devices|unauthorized|authoriz|still connecting|closed"
-    r"|connection reset|broken pipe|Invalid sync cmd|transport|read chunk missing",
+# What the adb server's FAIL replies say (protocol text, read only here): the device is not
+# known, is not ready, or the stream broke.
+_NOT_FOUND = re.compile(r"not found|no devices", re.IGNORECASE)
+_OFFLINE = re.compile(r"device offline|unauthorized|authoriz|still connecting", re.IGNORECASE)
+_BROKEN = re.compile(
+    r"closed|connection reset|broken pipe|Invalid sync cmd|transport|read chunk missing",
     re.IGNORECASE,
 )
 
@@ -194,11 +201,15 @@ def map_error(
     if name == "AdbTimeout" or isinstance(exc, (socket.timeout, TimeoutError)):
         return DeviceTimeout(serial, f"{what}: no answer ({detail})", **kw)
     if name == "AdbConnectionError":
-        return DeviceUnavailable(serial, f"{what}: adb server unreachable ({detail})", **kw)
+        return AdbServerUnreachable(serial, f"{what}: adb server unreachable ({detail})", **kw)
     if isinstance(exc, (EOFError, ConnectionError, OSError)):
-        return DeviceUnavailable(serial, f"{what}: connection lost ({detail})", **kw)
-    if _GONE.search(detail) or not str(exc).strip():
-        return DeviceUnavailable(serial, f"{what}: {detail or 'connection lost'}", **kw)
+        return ConnectionLost(serial, f"{what}: connection lost ({detail})", **kw)
+    if _NOT_FOUND.search(detail):
+        return DeviceNotFound(serial, f"{what}: {detail}", **kw)
+    if _OFFLINE.search(detail):
+        return DeviceOffline(serial, f"{what}: {detail}", **kw)
+    if _BROKEN.search(detail) or not str(exc).strip():
+        return ConnectionLost(serial, f"{what}: {detail or 'connection lost'}", **kw)
     # Any other adb error is the transport's, not the command's: possibly transient.
     return DeviceUnavailable(serial, f"{what}: adb error: {detail}", **kw)
 
@@ -258,12 +269,13 @@ def _client_class() -> type[AdbClient]:
     from adbutils.errors import AdbConnectionError, AdbTimeout
 
     class _Connection(AdbConnection):
-        def _safe_connect(self):  # noqa: ANN202 - adbutils would run `adb start-server`
-            return self._create_socket()
+        def _safe_connect(self) -> socket.socket:  # adbutils would run `adb start-server`
+            sock: socket.socket = self._create_socket()
+            return sock
 
         def close(self) -> None:
             # adbutils sleeps 10 ms here on every call; the server needs no such pause.
-            sock = self._AdbConnection__conn
+            sock: socket.socket | None = getattr(self, "_AdbConnection__conn", None)
             if sock is None:
                 return
             self._AdbConnection__conn = None
@@ -360,7 +372,7 @@ class AdbServer:
             log.debug("%s %s failed after %.1f ms: %s", self.address, service, _ms(start), reason)
             raise AdbServerError(f"adb server {self.address}: {reason}") from None
         log.debug("%s %s in %.1f ms", self.address, service, _ms(start))
-        return text
+        return str(text)
 
     def version(self, timeout: float = 5.0) -> int:
         """The server's protocol version (41 for recent platform-tools)."""
@@ -486,7 +498,7 @@ class Device:
     def state(self, *, timeout: float = 5.0) -> str:
         """The device state as the server sees it (device, offline, ...)."""
         with self._operation("get-state", None, timeout):
-            return self.adb.get_state().strip()
+            return str(self.adb.get_state()).strip()
 
     def getprops(self, refresh: bool = False, *, timeout: float = 15.0) -> dict[str, str]:
         """All system properties from one `getprop` call, cached until `refresh`."""
@@ -534,7 +546,7 @@ class Device:
         if not mark or not code.strip().isdigit():
             if dl.expired:
                 raise DeviceTimeout(self.serial, "shell: deadline passed", command=cmd)
-            raise DeviceUnavailable(
+            raise ConnectionLost(
                 self.serial, "shell: output ended early", command=cmd, output_tail=tail(text)
             )
         return ShellResult(int(code.strip()), head, cmd)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from farm.android.adb import AdbServer, Device, DeviceEntry
 from farm.android.info import ONLINE, DeviceInfo
 from farm.errors import AdbServerError, DeviceError
+from farm.profiles import match_profile
 
 log = logging.getLogger("farm.discovery")
 
@@ -96,7 +97,6 @@ def make_info(entry: DeviceEntry, server: str, props: dict[str, str] | None) -> 
             state=entry.state,
             model=entry.tags.get("model", ""),
         )
-    from farm.profiles import match_profile
 
     profile = match_profile(props)
     sdk_text = props.get("ro.build.version.sdk") or props.get("ro.product.build.version.sdk", "")

@@ -8,6 +8,7 @@ interpreter, so a Linux or x86 build is refused for an arm64 phone with the reas
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -15,14 +16,15 @@ import shutil
 import struct
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from farm.android.adb import Device
+from farm.android.discovery import abi_list
+from farm.bench.deploy import deploy_binary, remote_sha256, sha256_file
 from farm.errors import BinaryError, DeviceCommandFailed
-
-if TYPE_CHECKING:
-    from farm.android.adb import Device
 
 log = logging.getLogger("farm.binaries")
 
@@ -210,7 +212,6 @@ class BinaryCache:
         self, abi: str, path: str | os.PathLike[str], *, source: str | None = None
     ) -> CachedBinary:
         """Copy a checked binary into the cache for `abi` (replacing what was there)."""
-        from farm.bench.deploy import sha256_file
 
         if abi not in ABIS:
             raise BinaryError(f"unknown ABI {abi!r} (known: {', '.join(ABIS)})")
@@ -243,12 +244,12 @@ class BinaryCache:
 
     def fetch(
         self,
-        abis: list[str] | None = None,
+        abis: builtins.list[str] | None = None,
         *,
         base_url: str | None = None,
         flex: bool = False,
         timeout: float = FETCH_TIMEOUT_S,
-    ) -> list[CachedBinary]:
+    ) -> builtins.list[CachedBinary]:
         """Download official prebuilt builds into the cache (all published ABIs by default)."""
         wanted = abis or list(OFFICIAL_NAMES)
         for abi in wanted:
@@ -283,8 +284,6 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _download(url: str, target: Path, *, timeout: float) -> None:
-    import urllib.error
-    import urllib.request
 
     deadline = time.monotonic() + timeout
     try:
@@ -341,8 +340,6 @@ def binary_for(
     order, then the device's own (getprop debug.farm.benchmark_model, used in place), then the
     cache. A candidate whose ELF header does not fit its ABI is refused and the refusal reported.
     """
-    from farm.android.discovery import abi_list
-    from farm.bench.deploy import deploy_binary, sha256_file
 
     props = device.getprops()
     abis = list(abi_list(props))
@@ -390,7 +387,6 @@ def binary_for(
 
 def _device_binary(device: Device, own: str, abis: list[str]) -> BinaryChoice | Unsupported:
     """The device's own benchmark_model, hashed on the device; nothing is pushed."""
-    from farm.bench.deploy import remote_sha256
 
     st = device.stat(own)
     if st is None or not st.is_file:

@@ -6,13 +6,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from farm.android.info import DeviceInfo
 from farm.bench.deploy import sha256_file
 from farm.config import Config, DelegateSpec
 from farm.errors import ConfigError, InputError
 from farm.profiles import Profile, get_profile
+from farm.results.model import PlannedCell, PlanRecord
 
 # NNAPI arrived in Android 8.1; choosing an accelerator by name in Android 10.
 NNAPI_MIN_SDK = 27
@@ -59,18 +59,19 @@ class Cell:
             f"{self.serial}|{self.model_sha256[:16]}|{self.delegate}|t{self.threads}|r{self.repeat}"
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def planned(self, reason: str | None = None) -> PlannedCell:
         """The cell as the run header lists it."""
-        return {
-            "key": self.key,
-            "serial": self.serial,
-            "server": self.server,
-            "model": self.model,
-            "model_sha256": self.model_sha256,
-            "delegate": self.delegate,
-            "threads": self.threads,
-            "repeat": self.repeat,
-        }
+        return PlannedCell(
+            key=self.key,
+            serial=self.serial,
+            server=self.server,
+            model=self.model,
+            model_sha256=self.model_sha256,
+            delegate=self.delegate,
+            threads=self.threads,
+            repeat=self.repeat,
+            reason=reason,
+        )
 
 
 @dataclass
@@ -101,20 +102,20 @@ class Plan:
         """Every planned cell, runnable or not."""
         return len(self.cells) + len(self.unsupported) + len(self.unavailable)
 
-    def to_dict(self) -> dict[str, Any]:
+    def record(self) -> PlanRecord:
         """The whole plan, for the run header."""
-        return {
-            "devices": [d.to_dict() for d in self.devices],
-            "models": [
+        return PlanRecord(
+            devices=tuple(d.to_dict() for d in self.devices),
+            models=tuple(
                 {"name": m.name, "path": str(m.path), "sha256": m.sha256} for m in self.models
-            ],
-            "delegates": [d.options_dict() | {"label": d.label} for d in self.delegates],
-            "threads": list(self.threads),
-            "repeats": self.repeats,
-            "cells": [c.to_dict() for c in self.cells],
-            "unsupported": [c.to_dict() | {"reason": r} for c, r in self.unsupported],
-            "unavailable": [c.to_dict() | {"reason": r} for c, r in self.unavailable],
-        }
+            ),
+            delegates=tuple(d.options_dict() | {"label": d.label} for d in self.delegates),
+            threads=tuple(self.threads),
+            repeats=self.repeats,
+            cells=tuple(c.planned() for c in self.cells),
+            unsupported=tuple(c.planned(r) for c, r in self.unsupported),
+            unavailable=tuple(c.planned(r) for c, r in self.unavailable),
+        )
 
 
 def make_plan(

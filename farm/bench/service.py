@@ -12,32 +12,29 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from farm.bench.runner import RunnerOptions
+from pydantic import ValidationError
+
+from farm.android.discovery import Discovery, discover
+from farm.android.info import DeviceInfo
+from farm.bench.binaries import check_binaries
+from farm.bench.plan import ModelRef, Plan, make_plan
+from farm.bench.runner import DeviceJob, Runner, RunnerOptions, set_aside
+from farm.config import Config, load_config
 from farm.errors import ConfigError, InputError, NoDeviceError, OutputError
+from farm.models import check_file, validate_model
+from farm.report import write_outputs
+from farm.results.journal import Journal, load_run
+from farm.results.model import CellResult, RunHeader, RunOutcome, RunSummary, Status
 
 log = logging.getLogger(__name__)
 
 _GLOB_CHARS = set("*?[")
 # Longest wait at discovery for selected devices that are offline or do not answer yet.
 DISCOVERY_WAIT_S = 10.0
-
-
-@dataclass
-class RunResult:
-    """What `farm run` produced."""
-
-    run_dir: Path
-    counts: Counter[str]
-    bytes_pushed: int
-    exit_code: int
-    interrupted: bool = False
-    cells: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def expand_models(patterns: list[str]) -> list[Path]:
@@ -60,11 +57,8 @@ def expand_models(patterns: list[str]) -> list[Path]:
     return out
 
 
-def load_models(patterns: list[str]) -> list[Any]:
+def load_models(patterns: list[str]) -> list[ModelRef]:
     """Expand, validate and hash the models: a list of plan ModelRef."""
-    from farm.bench.plan import ModelRef
-    from farm.models import check_file, validate_model
-
     refs = []
     seen: set[str] = set()
     for path in expand_models(patterns):
@@ -81,17 +75,15 @@ def load_models(patterns: list[str]) -> list[Any]:
 def discover_settled(
     servers: list[str],
     *,
-    wanted: Callable[[Any], bool],
+    wanted: Callable[[DeviceInfo], bool],
     wait_s: float,
     timeout: float,
-) -> Any:
+) -> Discovery:
     """Discover devices; wait up to `wait_s` for wanted ones that are offline or unreadable.
 
     A phone seen mid-reconnect (a USB blip, a reboot) is given that long to come back; one
     still away after it is reported as discovery found it.
     """
-    from farm.android.discovery import discover
-
     end = time.monotonic() + wait_s
     while True:
         found = discover(servers, timeout=timeout)
@@ -116,47 +108,29 @@ def new_run_dir(output: str | Path) -> tuple[str, Path]:
 def run(
     config_path: Path | None = None,
     *,
-    config: Any = None,
+    config: Config | None = None,
     overrides: dict[str, Any] | None = None,
     resume: Path | None = None,
     progress: bool = True,
     grace_s: float = 60.0,
     warn: Callable[[str], None] | None = None,
     options: RunnerOptions | None = None,
-) -> RunResult:
-    """Run a benchmark matrix (or the missing cells of `resume`) and write the run folder.
+) -> RunOutcome:
+    """Run a benchmark matrix (or the cells of `resume` that have no result yet) and write the
+    run folder.
 
     The matrix comes from `config` (a ready Config) or from `config_path` with `overrides`.
     `options` (deadlines, quarantine, phase hook) replaces the runner's settings whole: with
     it, `grace_s` and the config's `run_deadline_s` are not used.
     """
-    from pydantic import ValidationError
-
-    from farm.bench.binaries import check_binaries
-    from farm.bench.plan import make_plan
-    from farm.bench.runner import DeviceJob, Runner, unsupported_lines
-    from farm.config import Config, load_config
-    from farm.results import schema
-    from farm.results.journal import Journal, load_run
-
-    warn = warn or (lambda text: log.warning("%s", text))
-    done_keys: set[str] = set()
+    say = warn or (lambda text: log.warning("%s", text))
+    previous = None
     if resume is not None:
         resume = Path(resume)
         if resume.is_file():
             resume = resume.parent
         previous = load_run(resume)
-        saved = previous.header.get("config")
-        if not isinstance(saved, dict):
-            raise InputError(f"{resume}: the run header holds no config to resume from")
-        try:
-            config = Config.model_validate(saved)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise InputError(
-                f"{resume}: the run's saved config is not valid: {where}: {err['msg']}"
-            ) from None
+        config = _saved_config(resume, previous.header)
     elif config is None:
         config = load_config(config_path, overrides=overrides or {})
 
@@ -177,10 +151,10 @@ def run(
     )
     warnings = list(found.warnings)
     for text in warnings:
-        warn(text)
+        say(text)
     matched = [d for d in found.devices if config.devices.matches(d)]
-    if resume is not None:  # only the devices of the run being resumed
-        planned = {c["serial"] for c in previous.header["plan"].get("cells", [])}
+    if previous is not None:  # every device of the run being resumed, and only those
+        planned = set(previous.header.plan.serials)
         matched = [d for d in matched if d.serial in planned]
     devices = [d for d in matched if d.online]
     if not devices:
@@ -193,34 +167,31 @@ def run(
     plan = make_plan(matched, models, config)
     by_serial = {d.serial: d for d in matched}
 
-    if resume is not None:
-        journal, done_keys = Journal.open_resume(resume)
-        run_dir = resume
-        run_id = resume.name
-        seen_keys = {c["key"] for c in previous.cells}
+    done_keys: set[str] = set()
+    seen_keys: set[str] = set()
+    if resume is not None and previous is not None:
+        journal, previous = Journal.open_resume(resume)
+        done_keys = previous.done_keys
+        seen_keys = {c.key for c in previous.cells}
+        run_dir, run_id = resume, resume.name
         here = {d.serial for d in devices}
-        for serial in sorted({c["serial"] for c in previous.header["plan"].get("cells", [])}):
+        for serial in previous.header.plan.serials:
             if serial not in here:
-                warn(f"{serial} of this run is not online; its cells keep their last status")
+                say(f"{serial} of this run is not online; its cells keep their last status")
     else:
         run_id, run_dir = new_run_dir(config.output)
-        header = schema.header(
-            plan=plan.to_dict(),
-            config=config.model_dump(mode="json"),
-            run_id=run_id,
-        )
+        header = RunHeader(run_id=run_id, plan=plan.record(), config=config.model_dump(mode="json"))
         journal = Journal.create(run_dir, header)
-        seen_keys = set()
         for d in matched:
             if not d.online:
-                warn(f"{d.serial} on {d.server} is {d.state}: its cells are recorded device_lost")
+                say(f"{d.serial} on {d.server} is {d.state}: its cells are recorded device_lost")
 
     pending = [(c, r) for c, r in plan.unsupported if c.key not in done_keys]
-    for line in unsupported_lines(pending, by_serial):
-        journal.append(line)
+    for result in set_aside(pending, by_serial):
+        journal.append(result)
     absent = [(c, r) for c, r in plan.unavailable if c.key not in seen_keys]
-    for line in unsupported_lines(absent, by_serial, status="device_lost"):
-        journal.append(line)
+    for result in set_aside(absent, by_serial, Status.DEVICE_LOST):
+        journal.append(result)
     jobs = [
         DeviceJob(info=d, cells=[c for c in plan.cells_for(d.serial) if c.key not in done_keys])
         for d in devices
@@ -242,41 +213,51 @@ def run(
             f"{runner.output_error}; the run stopped, finished cells are kept "
             f"(free space, then: farm run --resume {run_dir})"
         )
+    for text in outcome.warnings:
+        say(text)
 
-    counts = Counter({s: 0 for s in schema.STATUSES})
     data = load_run(run_dir)
-    for cell in data.cells:
-        counts[cell["status"]] += 1
-    summary = schema.summary(
+    counts: Counter[Status] = Counter({s: 0 for s in Status})
+    counts.update(c.status for c in data.cells)
+    summary = RunSummary(
         counts=dict(counts),
         bytes_pushed=outcome.bytes_pushed,
         interrupted=outcome.interrupted,
         missing=_missing(plan, data.cells),
     )
-    from farm.report import write_outputs
-
     try:
         journal.finish(summary)
         write_outputs(run_dir, data.cells)
     except OSError as exc:
         raise OutputError(f"{run_dir}: cannot write the report: {exc.strerror or exc}") from None
-    exit_code = 130 if outcome.interrupted else schema.exit_code_for(counts)
-    return RunResult(
+    return RunOutcome(
         run_dir=run_dir,
         counts=counts,
         bytes_pushed=outcome.bytes_pushed,
-        exit_code=exit_code,
         interrupted=outcome.interrupted,
-        cells=data.cells,
-        warnings=warnings + list(data.warnings),
+        cells=list(data.cells),
+        warnings=warnings + outcome.warnings + list(data.warnings),
     )
 
 
-def _missing(plan: Any, cells: list[dict[str, Any]]) -> int:
+def _saved_config(run_dir: Path, header: RunHeader) -> Config:
+    """The config a run was started with, from its header."""
+    if header.config is None:
+        raise InputError(f"{run_dir}: the run header holds no config to resume from")
+    try:
+        return Config.model_validate(dict(header.config))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InputError(
+            f"{run_dir}: the run's saved config is not valid: {where}: {err['msg']}"
+        ) from None
+
+
+def _missing(plan: Plan, cells: tuple[CellResult, ...]) -> int:
     """Planned cells with no line in the journal (a stopped run)."""
-    done = {c.get("key") for c in cells}
-    planned = [c.key for c in plan.all_cells()]
-    return sum(1 for k in planned if k not in done)
+    done = {c.key for c in cells}
+    return sum(1 for c in plan.all_cells() if c.key not in done)
 
 
 @contextmanager

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from farm.results.model import RunOutcome
 
 
 def register(app: typer.Typer) -> None:
@@ -83,19 +86,19 @@ def run_command(
     raise typer.Exit(result.exit_code)
 
 
-def outcome_dict(result: Any) -> dict[str, Any]:
+def outcome_dict(result: RunOutcome) -> dict[str, Any]:
     """The JSON form of a run's outcome."""
     return {
         "run_dir": str(result.run_dir),
         "exit_code": result.exit_code,
         "interrupted": result.interrupted,
-        "counts": dict(result.counts),
+        "counts": {str(status): n for status, n in result.counts.items()},
         "bytes_pushed": result.bytes_pushed,
         "cells": len(result.cells),
     }
 
 
-def show_result(result: Any) -> None:
+def show_result(result: RunOutcome) -> None:
     """Print the report and a one-line outcome."""
     from farm.report.console import print_report, report_console
 

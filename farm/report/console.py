@@ -12,8 +12,17 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from farm.report.frame import UNSTABLE_STD_RATIO
+from farm.report.frame import (
+    UNSTABLE_STD_RATIO,
+    best_per_device,
+    cells_frame,
+    problems_frame,
+    short_coverage,
+    short_flags,
+    summary_frame,
+)
 from farm.report.text import safe_text
+from farm.results.model import CellResult
 
 # rich draws 80 columns when stdout is not a terminal: far too narrow for a report in a CI log.
 PIPE_WIDTH = 120
@@ -31,14 +40,12 @@ def report_console(file: IO[str] | None = None) -> Console:
 
 
 def print_report(
-    cells: Iterable[Mapping[str, Any]],
+    cells: Iterable[CellResult],
     *,
     console: Console | None = None,
     title: str | None = None,
 ) -> None:
     """Print the report of these cell lines (device text is never read as markup)."""
-    from farm.report.frame import best_per_device, cells_frame, problems_frame, summary_frame
-
     console = console or report_console()
     df = cells_frame(cells)
     if df.empty:
@@ -156,7 +163,6 @@ def _table(*columns: tuple[str, str], title: str | None = None) -> Table:
 
 def _device_table(rows: Any, *, with_model: bool) -> Table:
     """The device's rows; without a model column, a table of one model titled with its name."""
-    from farm.report.frame import short_coverage, short_flags
 
     columns = [
         ("delegate", "left"),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
+
+from farm.results.model import CellResult, Delegation, Metrics
 
 # Stability checks beside the numbers: the spread is large, or the sample is small.
 UNSTABLE_STD_RATIO = 0.10
@@ -51,9 +53,9 @@ CELL_COLUMNS = [
 GROUP = ["serial", "model", "delegate", "threads"]
 
 
-def cells_frame(cells: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per cell line, numbers in ms (from the parser's µs)."""
-    rows = [_cell_row(c) for c in cells if c.get("type", "cell") == "cell"]
+def cells_frame(cells: Iterable[CellResult]) -> pd.DataFrame:
+    """One row per cell, numbers in ms (from the parser's µs)."""
+    rows = [_cell_row(c) for c in cells]
     df = pd.DataFrame(rows, columns=CELL_COLUMNS)
     for col in ("latency_ms", "std_ms", "init_ms", "first_ms", "warmup_ms", "memory_mb"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
@@ -163,22 +165,19 @@ def _shorten(text: str, limit: int = MAX_REASON) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def coverage_text(delegation: Mapping[str, Any] | None, delegate: str = "") -> str:
-    """ "GPU 29/31 nodes, 3 partitions" from the parser's delegation object ("" when none)."""
-    if not delegation:
+def coverage_text(delegation: Delegation | None, delegate: str = "") -> str:
+    """ "GPU 29/31 nodes, 3 partitions" from what the log said about delegation ("" if none)."""
+    if delegation is None:
         return ""
-    names = delegation.get("delegates") or []
-    if isinstance(names, str):
-        names = [names]
-    name = "+".join(str(n) for n in names)
+    name = "+".join(delegation.delegates)
     if not name and delegate not in ("", "cpu"):
         name = delegate.upper()
-    done, total = delegation.get("nodes_delegated"), delegation.get("nodes_total")
-    coverage = delegation.get("coverage")
-    parts = delegation.get("partitions")
-    if not isinstance(parts, int):
-        parts = delegation.get("kernels")  # one delegate kernel per partition
-    if _count(done) and isinstance(total, int) and total > 0:
+    done, total = delegation.nodes_delegated, delegation.nodes_total
+    coverage = delegation.coverage
+    parts = delegation.partitions
+    if parts is None:
+        parts = delegation.kernels  # one delegate kernel per partition
+    if done and total:
         text = f"{name} {done}/{total} nodes".strip()
     elif done == 0 or coverage == "none":
         return f"{name}: nothing delegated".strip(": ")
@@ -186,7 +185,7 @@ def coverage_text(delegation: Mapping[str, Any] | None, delegate: str = "") -> s
         text = f"{name} {coverage}"
     else:
         text = name
-    if text and isinstance(parts, int) and parts > 0:
+    if text and parts:
         text += f", {parts} partition{'s' if parts != 1 else ''}"
     return text
 
@@ -195,10 +194,6 @@ def short_coverage(text: str) -> str:
     """coverage_text shortened for narrow tables: "GPU 29/31, 3 parts", "NNAPI: none"."""
     text = text.replace(" nodes", "").replace(": nothing delegated", ": none")
     return text.replace(" partitions", " parts").replace(" partition", " part")
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def stability_flags(
@@ -232,47 +227,44 @@ def short_flags(row: Any) -> list[str]:
     return flags
 
 
-def _cell_row(cell: Mapping[str, Any]) -> dict[str, Any]:
-    metrics = cell.get("metrics") or {}
-    device = cell.get("device") or {}
-    delegation = cell.get("delegation") or metrics.get("delegation") or {}
-    names = delegation.get("delegates") if isinstance(delegation, Mapping) else None
-    if isinstance(names, str):
-        names = [names]
+def _cell_row(cell: CellResult) -> dict[str, Any]:
+    metrics = cell.metrics or Metrics()
+    delegation = cell.delegation
+    device = cell.device
     return {
-        "key": cell.get("key"),
-        "serial": cell.get("serial"),
-        "server": cell.get("server"),
-        "device": device.get("model"),
-        "soc": device.get("soc"),
-        "sdk": device.get("sdk"),
-        "abi": device.get("abi"),
-        "profile": device.get("profile"),
-        "simulated": bool(cell.get("simulated")),
-        "model": cell.get("model"),
-        "model_sha256": cell.get("model_sha256"),
-        "delegate": cell.get("delegate"),
-        "threads": cell.get("threads"),
-        "repeat": cell.get("repeat"),
-        "status": cell.get("status"),
-        "reason": cell.get("reason") or "",
-        "latency_ms": _ms(metrics.get("inference_avg_us")),
-        "std_ms": _ms(metrics.get("inference_std_us")),
-        "runs": metrics.get("inference_count"),
-        "init_ms": _ms(metrics.get("init_us")),
-        "first_ms": _ms(metrics.get("first_inference_us")),
-        "warmup_ms": _ms(metrics.get("warmup_avg_us")),
-        "memory_mb": metrics.get("memory_peak_mb") or metrics.get("memory_overall_mb"),
-        "delegates_used": "+".join(str(n) for n in names) if names else "",
-        "nodes_delegated": delegation.get("nodes_delegated") if delegation else None,
-        "nodes_total": delegation.get("nodes_total") if delegation else None,
-        "partitions": delegation.get("partitions") if delegation else None,
-        "coverage": coverage_text(delegation, str(cell.get("delegate") or "")),
-        "binary_sha256": cell.get("binary_sha256"),
-        "command": cell.get("command"),
-        "log": cell.get("log"),
-        "started_at": cell.get("started_at"),
-        "duration_s": cell.get("duration_s"),
+        "key": cell.key,
+        "serial": cell.serial,
+        "server": cell.server,
+        "device": device.model,
+        "soc": device.soc,
+        "sdk": device.sdk,
+        "abi": device.abi,
+        "profile": device.profile,
+        "simulated": cell.simulated,
+        "model": cell.model,
+        "model_sha256": cell.model_sha256,
+        "delegate": cell.delegate,
+        "threads": cell.threads,
+        "repeat": cell.repeat,
+        "status": cell.status.value,
+        "reason": cell.reason or "",
+        "latency_ms": _ms(metrics.inference_avg_us),
+        "std_ms": _ms(metrics.inference_std_us),
+        "runs": metrics.inference_count,
+        "init_ms": _ms(metrics.init_us),
+        "first_ms": _ms(metrics.first_inference_us),
+        "warmup_ms": _ms(metrics.warmup_avg_us),
+        "memory_mb": metrics.memory_mb,
+        "delegates_used": "+".join(delegation.delegates) if delegation else "",
+        "nodes_delegated": delegation.nodes_delegated if delegation else None,
+        "nodes_total": delegation.nodes_total if delegation else None,
+        "partitions": delegation.partitions if delegation else None,
+        "coverage": coverage_text(delegation, cell.delegate),
+        "binary_sha256": cell.binary_sha256,
+        "command": cell.command,
+        "log": cell.log,
+        "started_at": cell.started_at,
+        "duration_s": cell.duration_s,
     }
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from farm.report.console import (
     device_heading,
@@ -12,23 +11,21 @@ from farm.report.console import (
     runs_text,
     speedup_text,
 )
+from farm.report.frame import best_per_device, cells_frame, problems_frame, summary_frame
 from farm.report.text import md_text
+from farm.results.model import CellResult, RunHeader
 
 
-def render_markdown(
-    cells: Iterable[Mapping[str, Any]], *, header: Mapping[str, Any] | None = None
-) -> str:
+def render_markdown(cells: Iterable[CellResult], *, header: RunHeader | None = None) -> str:
     """The Markdown report of these cell lines; device-sourced text is escaped."""
-    from farm.report.frame import best_per_device, cells_frame, problems_frame, summary_frame
-
     df = cells_frame(cells)
     out = ["# farm report", ""]
     if header:
         facts = [
-            ("run", header.get("run_id")),
-            ("started", header.get("started_at")),
-            ("farm", (header.get("tool_versions") or {}).get("farm")),
-            ("host", (header.get("host") or {}).get("hostname")),
+            ("run", header.run_id),
+            ("started", header.started_at),
+            ("farm", header.tool_versions.get("farm")),
+            ("host", header.host.get("hostname")),
         ]
         out += [f"- {name}: {md_text(value)}" for name, value in facts if value] + [""]
     if df.empty:

@@ -5,29 +5,28 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from farm.results.schema import SCHEMA_VERSION, json_safe
+import pandas as pd
+
+from farm.report.frame import best_per_device, cells_frame, summary_frame
+from farm.report.markdown import render_markdown
+from farm.report.text import csv_text
+from farm.results.model import SCHEMA_VERSION, CellResult, RunHeader, SchemaError, json_safe
 
 
 def write_outputs(
     run_dir: Path | str,
-    cells: Iterable[Mapping[str, Any]],
+    cells: Iterable[CellResult],
     *,
-    header: Mapping[str, Any] | None = None,
+    header: RunHeader | None = None,
 ) -> dict[str, Path]:
     """Write report.md, results.csv (one row per cell) and results.json; returns their paths.
 
     The header defaults to the first line of the folder's results.jsonl when there is one.
     """
-    import pandas as pd
-
-    from farm.report.frame import best_per_device, cells_frame, summary_frame
-    from farm.report.markdown import render_markdown
-    from farm.report.text import csv_text
-
     run_dir = Path(run_dir)
     cells = list(cells)
     if header is None:
@@ -49,9 +48,9 @@ def write_outputs(
     _atomic_write(paths["results.csv"], csv_df.to_csv(index=False))
     document = {
         "schema_version": SCHEMA_VERSION,
-        "run_id": (header or {}).get("run_id"),
-        "header": dict(header) if header else None,
-        "cells": cells,
+        "run_id": header.run_id if header else None,
+        "header": header.to_json() if header else None,
+        "cells": [c.to_json() for c in cells],
         "summary": _records(summary),
         "best": _records(best),
     }
@@ -68,20 +67,20 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 
 
 def _missing(value: Any) -> bool:
-    import pandas as pd
-
     return bool(pd.api.types.is_scalar(value) and pd.isna(value))
 
 
-def _read_header(run_dir: Path) -> dict[str, Any] | None:
+def _read_header(run_dir: Path) -> RunHeader | None:
     path = run_dir / "results.jsonl"
     try:
         with open(path, encoding="utf-8") as fh:
             first = fh.readline()
         record = json.loads(first)
-    except (OSError, ValueError):
+        if not isinstance(record, dict) or record.get("type") != "header":
+            return None
+        return RunHeader.from_json(record)
+    except (OSError, ValueError, SchemaError):
         return None
-    return record if isinstance(record, dict) and record.get("type") == "header" else None
 
 
 def _umask() -> int:

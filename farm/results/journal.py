@@ -5,53 +5,37 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from farm.errors import InputError, OutputError
-from farm.results.schema import COMPLETE, SCHEMA_VERSION, json_safe, now_iso
+from farm.results.model import (
+    CellResult,
+    ResumeMark,
+    Run,
+    RunHeader,
+    RunSummary,
+    SchemaError,
+    json_safe,
+    now_iso,
+)
 
 RESULTS_NAME = "results.jsonl"
-
-
-@dataclass
-class RunData:
-    """What a results.jsonl holds; `cells` keeps the latest line per cell key, in write order."""
-
-    path: Path
-    header: dict[str, Any]
-    cells: list[dict[str, Any]]
-    summary: dict[str, Any] | None
-    warnings: list[str] = field(default_factory=list)
-    resumes: list[dict[str, Any]] = field(default_factory=list)
-    superseded: int = 0  # cell lines replaced by a later line for the same key (resumed runs)
-
-    @property
-    def run_dir(self) -> Path:
-        return self.path.parent
-
-    @property
-    def done_keys(self) -> set[str]:
-        """Keys of cells that reached a result the tool gave (not to be run again)."""
-        return {c["key"] for c in self.cells if c.get("status") in COMPLETE and c.get("key")}
 
 
 class Journal:
     """Writes results.jsonl: every line is flushed and fsynced before `append` returns."""
 
-    def __init__(self, path: Path, fh: Any) -> None:
+    def __init__(self, path: Path, fh: BinaryIO) -> None:
         self.path = path
         self._fh = fh
         self._lock = threading.Lock()
         self._failed: OutputError | None = None
 
     @classmethod
-    def create(cls, run_dir: Path, header: dict[str, Any]) -> Journal:
+    def create(cls, run_dir: Path, header: RunHeader) -> Journal:
         """Start a new run folder with its header line; refuses a folder that has results."""
         run_dir = Path(run_dir)
-        if header.get("type") != "header":
-            raise ValueError("the first line of a journal must be a header")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             fh = open(run_dir / RESULTS_NAME, "xb")
@@ -64,13 +48,13 @@ class Journal:
                 f"{run_dir}: cannot create the run folder: {exc.strerror or exc}"
             ) from None
         journal = cls(run_dir / RESULTS_NAME, fh)
-        journal._write(header)
+        journal._write(header.to_json())
         _fsync_dir(run_dir)
         return journal
 
     @classmethod
-    def open_resume(cls, run_dir: Path) -> tuple[Journal, set[str]]:
-        """Reopen a run for appending; returns the journal and the keys already done.
+    def open_resume(cls, run_dir: Path) -> tuple[Journal, Run]:
+        """Reopen a run for appending; returns the journal and the run as it stood.
 
         A partial last line (the process died while writing it) is cut off first.
         """
@@ -81,16 +65,16 @@ class Journal:
         if good_bytes and not _ends_with_newline(data.path, good_bytes):
             fh.write(b"\n")
         journal = cls(data.path, fh)
-        journal._write({"type": "resumed", "at": now_iso(), "done": len(data.done_keys)})
-        return journal, data.done_keys
+        journal._write(ResumeMark(at=now_iso(), done=len(data.done_keys)).to_json())
+        return journal, data
 
-    def append(self, cell: dict[str, Any]) -> None:
+    def append(self, cell: CellResult) -> None:
         """Write one cell line, durably."""
-        self._write({"type": "cell", **cell})
+        self._write(cell.to_json())
 
-    def finish(self, summary: dict[str, Any]) -> None:
+    def finish(self, summary: RunSummary) -> None:
         """Write the summary line and close the file."""
-        self._write({"type": "summary", **summary})
+        self._write(summary.to_json())
         self.close()
 
     def close(self) -> None:
@@ -133,13 +117,14 @@ class Journal:
                 raise self._failed from None
 
 
-def load_run(path: Path | str) -> RunData:
-    """Read a run folder (or its results.jsonl); tolerates a partial last line with a warning."""
+def load_run(path: Path | str) -> Run:
+    """Read a run folder (or its results.jsonl) of any known schema version; tolerates a
+    partial last line with a warning."""
     return _load(Path(path))[0]
 
 
-def _load(path: Path) -> tuple[RunData, int]:
-    """The run data and the byte length of its well-formed lines."""
+def _load(path: Path) -> tuple[Run, int]:
+    """The run and the byte length of its well-formed lines."""
     file = path / RESULTS_NAME if path.is_dir() else path
     if file.exists() and not file.is_file():  # /dev/zero never ends, a FIFO blocks
         raise InputError(f"{file}: not a regular file, not a farm results file")
@@ -154,11 +139,11 @@ def _load(path: Path) -> tuple[RunData, int]:
     if not raw.strip():
         raise InputError(f"{file}: empty, not a farm results file")
 
-    header: dict[str, Any] | None = None
-    cells: dict[str, dict[str, Any]] = {}
-    summary: dict[str, Any] | None = None
+    header: RunHeader | None = None
+    cells: dict[str, CellResult] = {}
+    summary: RunSummary | None = None
     warnings: list[str] = []
-    resumes: list[dict[str, Any]] = []
+    resumes: list[ResumeMark] = []
     superseded = 0
     offset = good_bytes = 0
     last_content = max(i for i, line in enumerate(lines) if line.strip())
@@ -181,48 +166,47 @@ def _load(path: Path) -> tuple[RunData, int]:
             continue
         good_bytes = min(offset, len(raw))
         if header is None:
-            header = _check_header(record, file)
+            header = _read_header(record, file)
             continue
         kind = record.get("type")
-        if kind == "cell":
-            key = str(record.get("key") or f"line{lineno}")
-            if key in cells:
-                superseded += 1
-                del cells[key]  # the newer line wins and moves to its run position
-            cells[key] = record
-        elif kind == "summary":
-            summary = record
-        elif kind == "resumed":
-            resumes.append(record)
-            summary = None  # an earlier summary no longer describes the run
-        else:
-            warnings.append(f"{name}:{lineno}: unknown record type {kind!r}; line skipped")
+        try:
+            if kind == "cell":
+                cell = CellResult.from_json(record, header.schema_version)
+                key = cell.key or f"line{lineno}"
+                if key in cells:
+                    superseded += 1
+                    del cells[key]  # the newer line wins and moves to its run position
+                cells[key] = cell
+            elif kind == "summary":
+                summary = RunSummary.from_json(record)
+            elif kind == "resumed":
+                resumes.append(ResumeMark.from_json(record))
+                summary = None  # an earlier summary no longer describes the run
+            else:
+                warnings.append(f"{name}:{lineno}: unknown record type {kind!r}; line skipped")
+        except SchemaError as exc:
+            warnings.append(f"{name}:{lineno}: {exc}; line skipped")
     if header is None:
         raise InputError(f"{file}: not a farm results file (no header line)")
-    data = RunData(
+    run = Run(
         path=file,
         header=header,
-        cells=list(cells.values()),
+        cells=tuple(cells.values()),
         summary=summary,
-        warnings=warnings,
-        resumes=resumes,
+        warnings=tuple(warnings),
+        resumes=tuple(resumes),
         superseded=superseded,
     )
-    return data, good_bytes
+    return run, good_bytes
 
 
-def _check_header(record: Any, file: Path) -> dict[str, Any]:
-    if not isinstance(record, dict) or record.get("type") != "header":
+def _read_header(record: dict[str, Any], file: Path) -> RunHeader:
+    if record.get("type") != "header":
         raise InputError(f"{file}: not a farm results file (the first line is not a header)")
-    version = record.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InputError(f"{file}: header has no valid schema_version ({version!r})")
-    if version > SCHEMA_VERSION:
-        raise InputError(
-            f"{file}: written with results schema {version}, newer than this farm reads "
-            f"(up to {SCHEMA_VERSION}); upgrade farm to read it"
-        )
-    return record
+    try:
+        return RunHeader.from_json(record)
+    except SchemaError as exc:
+        raise InputError(f"{file}: {exc}") from None
 
 
 def _strict_json(line: bytes) -> dict[str, Any]:

@@ -9,15 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from farm.bench.parse import parse_text
-from farm.bench.runner import (
-    _exit_status,
-    _failure_reason,
-    _pid,
-    free_space,
-    is_simulated,
-    log_name,
-    safe_name,
-)
+from farm.android.jobs import launched_pid, parse_df, recorded_exit_status
+from farm.bench.cell import is_simulated, log_name, safe_name
 from farm.bench.service import expand_models
 from farm.errors import ConfigError, InputError
 
@@ -30,19 +23,26 @@ def test_log_names_are_plain_file_names() -> None:
         threads=4,
         repeat=2,
     )
-    name = log_name(cell)
-    assert name == "touch_x_a_b_.._c-abababababab-external:qnn-t4-r2.log"
+    name = log_name(cell)  # type: ignore[arg-type]
+    assert name == "touch_x_a_b_.._c-abababababab-external_qnn-t4-r2.log"
     assert "/" not in name and " " not in name and "$" not in name
-    assert safe_name("127.0.0.1:5555") == "127.0.0.1:5555"
-    assert safe_name("///") == "_"
+    # portable everywhere: no ':' (Windows, CI artifact stores), no leading or trailing dot
+    assert safe_name("127.0.0.1:5555") == "127.0.0.1_5555"
+    assert safe_name("///") == "_" and safe_name("..") == "_" and safe_name(".x.") == "x"
 
 
 @pytest.mark.parametrize(
     ("output", "pid"),
-    [("1234\n", 1234), ("nohup: ignoring input\n  77 \n", 77), ("", None), ("oops\n", None)],
+    [
+        ("pid:1234\n", 1234),
+        ("nohup: ignoring input\npid:77 \n", 77),
+        ("stopped: 12\npid:\n", None),
+        ("", None),
+        ("1234\n", None),
+    ],
 )
 def test_pid_from_launch_output(output: str, pid: int | None) -> None:
-    assert _pid(output) == pid
+    assert launched_pid(output) == pid
 
 
 def test_simulated_only_when_the_log_says_so(tmp_path: Path) -> None:
@@ -68,7 +68,8 @@ def test_failure_reason_names_kind_and_first_tool_error() -> None:
         "ERROR: Benchmarking failed.\n"
     )
     assert result.status == "failed"
-    reason = _failure_reason(result)
+    reason = result.reason
+    assert reason is not None
     assert reason.startswith(f"{result.failure_kind}: ")
     assert "ANEURALNETWORKS_BAD_DATA" in reason
 
@@ -85,11 +86,11 @@ def test_expand_models_globs_order_and_errors(tmp_path: Path) -> None:
 
 
 def test_exit_status_record_must_name_the_pid() -> None:
-    assert _exit_status("1234 139\n", 1234) == 139
-    assert _exit_status("  77 0 ", 77) == 0
-    assert _exit_status("1234 139\n", 99) is None  # an older launch's record
-    assert _exit_status("", 1234) is None
-    assert _exit_status("1234\n", 1234) is None
+    assert recorded_exit_status("1234 139\n", 1234) == 139
+    assert recorded_exit_status("  77 0 ", 77) == 0
+    assert recorded_exit_status("1234 139\n", 99) is None  # an older launch's record
+    assert recorded_exit_status("", 1234) is None
+    assert recorded_exit_status("1234\n", 1234) is None
 
 
 def test_free_space_from_df() -> None:
@@ -97,8 +98,8 @@ def test_free_space_from_df() -> None:
         "Filesystem       1K-blocks     Used Available Use% Mounted on\n"
         "/dev/block/dm-48  21484836 21474836     10240 100% /data\n"
     )
-    assert free_space(df) == "10.0 MiB free on /data (df)"
-    assert free_space("df: /data: Permission denied\n") is None
+    assert parse_df(df) == "10.0 MiB free on /data (df)"
+    assert parse_df("df: /data: Permission denied\n") is None
 
 
 def test_failure_reason_names_the_signal_of_a_crash() -> None:
@@ -106,7 +107,7 @@ def test_failure_reason_names_the_signal_of_a_crash() -> None:
         "INFO: STARTING!\nINFO: Loaded model /data/local/tmp/m.tflite\n", exit_status=139
     )
     assert result.status == "failed"
-    assert _failure_reason(result).startswith("crashed (SIGSEGV)")
+    assert (result.reason or "").startswith("crashed (SIGSEGV)")
 
 
 def test_wrong_benchmark_build_is_refused_before_any_device_is_touched(tmp_path: Path) -> None:

@@ -18,7 +18,12 @@ from farm.android.adb import (
     sh_quote,
 )
 from farm.errors import (
+    AdbServerUnreachable,
+    ConnectionLost,
     DeviceCommandFailed,
+    DeviceError,
+    DeviceNotFound,
+    DeviceOffline,
     DeviceStorageFull,
     DeviceTimeout,
     DeviceUnavailable,
@@ -128,15 +133,15 @@ def test_quoting_executes_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [
-        (AdbError("device offline"), DeviceUnavailable),
-        (AdbError("device 'emulator-5554' not found"), DeviceUnavailable),
-        (AdbError("device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS"), DeviceUnavailable),
-        (AdbError(""), DeviceUnavailable),
-        (AdbError("Invalid sync cmd", ""), DeviceUnavailable),
-        (EOFError("Expected 5 bytes, got 0"), DeviceUnavailable),
-        (EOFError(), DeviceUnavailable),
-        (ConnectionResetError(104, "Connection reset by peer"), DeviceUnavailable),
-        (AdbConnectionError("connect to adb server failed"), DeviceUnavailable),
+        (AdbError("device offline"), DeviceOffline),
+        (AdbError("device 'emulator-5554' not found"), DeviceNotFound),
+        (AdbError("device unauthorized.\nThis adb server's $ADB_VENDOR_KEYS"), DeviceOffline),
+        (AdbError(""), ConnectionLost),
+        (AdbError("Invalid sync cmd", ""), ConnectionLost),
+        (EOFError("Expected 5 bytes, got 0"), ConnectionLost),
+        (EOFError(), ConnectionLost),
+        (ConnectionResetError(104, "Connection reset by peer"), ConnectionLost),
+        (AdbConnectionError("connect to adb server failed"), AdbServerUnreachable),
         (AdbTimeout("adb read timeout"), DeviceTimeout),
         (TimeoutError("timed out"), DeviceTimeout),
         (AdbError("write failed: No space left on device"), DeviceStorageFull),
@@ -146,6 +151,7 @@ def test_quoting_executes_nothing(tmp_path: Path) -> None:
 def test_map_error(exc: BaseException, kind: type) -> None:
     err = map_error(exc, "SER1", what="push", command="push /x", output="o" * 2000)
     assert type(err) is kind
+    assert isinstance(err, DeviceError)  # every kind is a device error a retry can tell apart
     assert err.serial == "SER1"
     assert err.command == "push /x"
     assert str(err).startswith("[SER1] push")

@@ -60,7 +60,7 @@ def test_cell_key_is_stable():
                 spec=spec({"kind": "external", "name": "qnn", "path": "/x.so"}), threads=4,
                 repeat=2)  # fmt: skip
     assert cell.key == f"emulator-5554|{'a' * 16}|external:qnn|t4|r2"
-    assert cell.to_dict()["key"] == cell.key
+    assert cell.planned().key == cell.key
     # The key does not depend on where the model lives or on the delegate's options object.
     moved = Cell(serial="emulator-5554", server="127.0.0.1:5038", model="a",
                  model_path=Path("/elsewhere/a.tflite"), model_sha256=SHA_A,
@@ -162,10 +162,10 @@ def test_serial_on_two_servers_is_refused():
         make_plan([a, b], models(), Config())
 
 
-def test_plan_to_dict_is_json():
+def test_plan_record_is_json():
     config = Config(delegates=["cpu", {"kind": "gpu", "backend": "gl"}, "hexagon"])
     plan = make_plan([device(profile="pixel_7")], models(), config)
-    data = json.loads(json.dumps(plan.to_dict(), allow_nan=False))
+    data = json.loads(json.dumps(plan.record().to_json(), allow_nan=False))
     assert data["delegates"][1] == {"kind": "gpu", "backend": "gl", "label": "gpu"}
     assert len(data["cells"]) == 4 and len(data["unsupported"]) == 2
     assert data["unsupported"][0]["reason"].startswith("no Hexagon DSP")

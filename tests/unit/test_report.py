@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from farm.android.info import DeviceInfo
+from farm.bench.cell import cell_result
 from farm.bench.plan import Cell
 from farm.config import DelegateSpec
 from farm.report import write_outputs
@@ -32,7 +34,15 @@ from farm.report.frame import (
 )
 from farm.report.markdown import render_markdown
 from farm.report.text import csv_text, md_text, safe_text
-from farm.results import schema
+from farm.results.model import (
+    SCHEMA_VERSION,
+    CellResult,
+    Delegation,
+    Metrics,
+    PlanRecord,
+    RunHeader,
+    Status,
+)
 
 PIXEL = DeviceInfo(serial="p7", server="127.0.0.1:5037", state="device", model="Pixel 7",
                    soc="Google GS201", sdk=34, abis=("arm64-v8a",), profile="pixel_7")  # fmt: skip
@@ -45,22 +55,21 @@ GPU_PARTIAL = {"delegates": ["GPU"], "nodes_delegated": 29, "nodes_total": 31, "
 def line(dev: DeviceInfo, delegate: str, threads: int, status: str = "ok", *, repeat: int = 0,
          avg_us: float | None = None, std_us: float | None = None, count: int | None = 50,
          reason: str | None = None, delegation: dict | None = None, model: str = "mobilenet",
-         simulated: bool = False) -> dict:  # fmt: skip
+         simulated: bool = False) -> CellResult:  # fmt: skip
     cell = Cell(serial=dev.serial, server=dev.server, model=model,
                 model_path=Path(f"/m/{model}.tflite"), model_sha256="f" * 64,
                 delegate=delegate, spec=DelegateSpec.model_validate(delegate.split(":")[0]
                 if not delegate.startswith("external") else {"kind": "external", "name": "x",
                 "path": "/x"}), threads=threads, repeat=repeat)  # fmt: skip
-    metrics = None
-    if status == "ok":
-        metrics = {"inference_avg_us": avg_us, "inference_std_us": std_us,
-                   "inference_count": count, "init_us": 120000.0,
-                   "delegation": delegation}  # fmt: skip
-    return schema.cell_line(cell=cell, device=dev, status=status, reason=reason, metrics=metrics,
-                            delegation=delegation, simulated=simulated)  # fmt: skip
+    result = cell_result(cell, dev, Status(status), reason, simulated=simulated)
+    if status != "ok":
+        return result
+    metrics = Metrics(inference_avg_us=avg_us, inference_std_us=std_us, inference_count=count,
+                      init_us=120000.0)  # fmt: skip
+    return replace(result, metrics=metrics, delegation=Delegation.from_json(delegation))
 
 
-def lab_cells() -> list[dict]:
+def lab_cells() -> list[CellResult]:
     cells = []
     for r in range(2):
         cells += [
@@ -164,18 +173,21 @@ def test_rows_in_a_stable_order_whatever_the_journal_order():
 
 
 def test_coverage_text():
-    assert coverage_text(GPU_PARTIAL, "gpu") == "GPU 29/31 nodes, 3 partitions"
-    assert coverage_text({"delegates": ["NNAPI"], "kernels": 1, "coverage": "full"}) == (
+    def text(data: dict, delegate: str = "") -> str:
+        return coverage_text(Delegation.from_json(data), delegate)
+
+    assert text(GPU_PARTIAL, "gpu") == "GPU 29/31 nodes, 3 partitions"
+    assert text({"delegates": ["NNAPI"], "kernels": 1, "coverage": "full"}) == (
         "NNAPI full, 1 partition"
     )
-    assert coverage_text({"delegates": ["GPU"], "nodes_delegated": 0, "nodes_total": 31}) == (
+    assert text({"delegates": ["GPU"], "nodes_delegated": 0, "nodes_total": 31}) == (
         "GPU: nothing delegated"
     )
-    assert coverage_text({"delegates": []}, "cpu") == ""
+    assert text({"delegates": []}, "cpu") == ""
     assert coverage_text(None) == ""
 
 
-def render(cells: list[dict], width: int = 160) -> str:
+def render(cells: list[CellResult], width: int = 160) -> str:
     buf = io.StringIO()
     print_report(cells, console=Console(file=buf, width=width, color_system=None))
     return buf.getvalue()
@@ -199,7 +211,7 @@ def test_console_report():
 LONG_MODEL = "mobilenet_v1_0.25_128_float_quant_edgetpu"
 
 
-def long_cells() -> list[dict]:
+def long_cells() -> list[CellResult]:
     cells = lab_cells()
     cells += [line(PIXEL, d, t, avg_us=900, std_us=200, delegation=GPU_PARTIAL, model=LONG_MODEL,
                    simulated=True) for d in ("cpu", "gpu") for t in (1, 4)]  # fmt: skip
@@ -306,7 +318,9 @@ def test_console_prints_device_text_literally():
 def test_markdown_escapes_device_text():
     cells = [line(HOSTILE, "cpu", 1, avg_us=1000, std_us=1),
              line(HOSTILE, "gpu", 1, "failed", reason="a|b <img src=x> `c`")]  # fmt: skip
-    text = render_markdown(cells, header={"run_id": "r<1>", "started_at": "t"})
+    text = render_markdown(
+        cells, header=RunHeader(run_id="r<1>", plan=PlanRecord(), started_at="t")
+    )
     assert "<script>" not in text and "<img" not in text and "\x1b" not in text
     assert "&lt;script&gt;" in text and "a\\|b &lt;img src=x&gt; \\`c\\`" in text
     assert "- run: r&lt;1&gt;" in text
@@ -342,8 +356,8 @@ def test_text_helpers():
 def test_write_outputs(tmp_path: Path):
     run = tmp_path / "run"
     run.mkdir()
-    header = schema.header(plan={}, run_id="20260101-000000-abc")
-    (run / "results.jsonl").write_text(json.dumps(header) + "\n")
+    header = RunHeader(run_id="20260101-000000-abc", plan=PlanRecord())
+    (run / "results.jsonl").write_text(json.dumps(header.to_json()) + "\n")
     cells = lab_cells() + [line(HOSTILE, "cpu", 1, avg_us=1000, std_us=1)]
     paths = write_outputs(run, cells)
     assert sorted(p.name for p in paths.values()) == ["report.md", "results.csv", "results.json"]
@@ -356,7 +370,7 @@ def test_write_outputs(tmp_path: Path):
         raise ValueError(name)
 
     data = json.loads((run / "results.json").read_text(), parse_constant=strict)
-    assert data["schema_version"] == schema.SCHEMA_VERSION
+    assert data["schema_version"] == SCHEMA_VERSION
     assert len(data["cells"]) == len(cells)
     gpu = next(s for s in data["summary"] if s["serial"] == "p7" and s["delegate"] == "gpu")
     assert gpu["latency_ms"] == 5.0 and gpu["runs"] == 100 and gpu["speedup"] == 4.0

@@ -9,16 +9,29 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from farm.android.info import DeviceInfo
+from farm.bench.cell import cell_result
 from farm.bench.plan import Cell
 from farm.config import DelegateSpec
 from farm.errors import InputError
-from farm.results import schema
+from farm.report import write_outputs
 from farm.results.journal import Journal, load_run
+from farm.results.model import (
+    SCHEMA_VERSION,
+    CellResult,
+    Metrics,
+    PlanRecord,
+    RunHeader,
+    RunSummary,
+    SchemaError,
+    Status,
+    exit_code_for,
+)
 
 DEVICE = DeviceInfo(serial="s1", server="127.0.0.1:5037", state="device", model="Pixel 7",
                     soc="Google GS201", sdk=34, abis=("arm64-v8a",), profile="pixel_7")  # fmt: skip
@@ -31,42 +44,57 @@ def cell(delegate: str = "cpu", threads: int = 1, repeat: int = 0) -> Cell:
                 repeat=repeat)  # fmt: skip
 
 
-def line(status: str = "ok", **kw: object) -> dict:
+def line(status: str = "ok", *, metrics: Metrics | None = None, **kw: object) -> CellResult:
     c = kw.pop("cell", None) or cell()
-    return schema.cell_line(cell=c, device=DEVICE, status=status, **kw)  # type: ignore[arg-type]
+    result = cell_result(c, DEVICE, Status(status), **kw)  # type: ignore[arg-type]
+    return replace(result, metrics=metrics) if metrics is not None else result
 
 
-def header() -> dict:
-    return schema.header(plan={"cells": []}, config={"threads": [1]}, run_id="r1")
+def header() -> RunHeader:
+    return RunHeader(run_id="r1", plan=PlanRecord(), config={"threads": [1]})
+
+
+def summary(**counts: int) -> RunSummary:
+    return RunSummary(counts={Status(k): v for k, v in counts.items()})
 
 
 def test_cell_line_has_the_documented_keys():
-    data = line("ok", metrics={"inference_avg_us": 1234.5}, binary_sha256="d" * 64,
+    data = line("ok", metrics=Metrics(inference_avg_us=1234.5), binary_sha256="d" * 64,
                 command="cd /x && ./benchmark_model --graph=m", log="logs/s1/x.log",
-                started_at="2026-01-01T00:00:00+00:00", duration_s=3.2)  # fmt: skip
+                started_at="2026-01-01T00:00:00+00:00", duration_s=3.2).to_json()  # fmt: skip
     for key in ("serial", "server", "device", "model", "model_sha256", "binary_sha256",
                 "delegate", "threads", "repeat", "status", "reason", "metrics", "delegation",
-                "command", "log", "started_at", "duration_s", "simulated", "key"):  # fmt: skip
+                "command", "log", "started_at", "duration_s", "simulated", "key",
+                "exit_status", "retries"):  # fmt: skip
         assert key in data, key
     assert data["type"] == "cell"
     assert data["device"] == {"model": "Pixel 7", "soc": "Google GS201", "sdk": 34,
                               "abi": "arm64-v8a", "profile": "pixel_7"}  # fmt: skip
     assert data["key"] == cell().key
-    with pytest.raises(ValueError, match="unknown cell status 'okay'"):
-        line("okay")
+    assert "delegation" not in data["metrics"]  # stored once, at the top level
+    assert CellResult.from_json(data) == line("ok", metrics=Metrics(inference_avg_us=1234.5),
+        binary_sha256="d" * 64, command="cd /x && ./benchmark_model --graph=m",
+        log="logs/s1/x.log", started_at="2026-01-01T00:00:00+00:00", duration_s=3.2)  # fmt: skip
+    with pytest.raises(SchemaError, match="unknown cell status 'okay'"):
+        CellResult.from_json(data | {"status": "okay"})
 
 
 def test_header_and_summary():
-    h = header()
-    assert h["type"] == "header" and h["schema_version"] == schema.SCHEMA_VERSION
+    h = header().to_json()
+    assert h["type"] == "header" and h["schema_version"] == SCHEMA_VERSION
     assert h["tool_versions"]["farm"]
     assert h["host"]["python"]
-    s = schema.summary(counts={"ok": 3, "timeout": 1}, bytes_pushed=10, interrupted=False)
+    back = RunHeader.from_json(h)
+    assert back.run_id == "r1" and back.config == {"threads": [1]} and back.plan == PlanRecord()
+    s = RunSummary(counts={Status.OK: 3, Status.TIMEOUT: 1}, bytes_pushed=10).to_json()
     assert s["counts"] == {"ok": 3, "failed": 0, "unsupported": 0, "timeout": 1,
                            "device_lost": 0, "error": 0}  # fmt: skip
     assert s["bytes_pushed"] == 10 and s["interrupted"] is False and s["finished_at"]
+    assert RunSummary.from_json(s).counts[Status.TIMEOUT] == 1
+    with pytest.raises(SchemaError):
+        RunSummary.from_json(s | {"counts": {"lost": 1}})
     with pytest.raises(ValueError):
-        schema.summary(counts={"lost": 1})
+        Status("lost")
 
 
 @pytest.mark.parametrize(
@@ -82,23 +110,27 @@ def test_header_and_summary():
     ],
 )
 def test_exit_code_for(counts: dict, code: int):
-    assert schema.exit_code_for(counts) == code
+    assert exit_code_for({Status(k): v for k, v in counts.items()}) == code
+    assert RunSummary(counts={Status(k): v for k, v in counts.items()}).exit_code == code
+    assert RunSummary(counts={}, interrupted=True).exit_code == 130
 
 
 def test_journal_round_trip(tmp_path: Path):
     run = tmp_path / "run"
     journal = Journal.create(run, header())
-    journal.append(line("ok", metrics={"inference_avg_us": float("nan"), "x": [1.0, float("inf")]}))
+    nan = Metrics(inference_avg_us=float("nan"), inference_std_us=float("inf"))
+    journal.append(line("ok", metrics=nan))
     journal.append(line("failed", cell=cell("gpu"), reason="Failed to apply GPU delegate."))
-    journal.finish(schema.summary(counts={"ok": 1, "failed": 1}))
+    journal.finish(summary(ok=1, failed=1))
     text = (run / "results.jsonl").read_text()
     assert "NaN" not in text and "Infinity" not in text
     data = load_run(run)
-    assert data.header["run_id"] == "r1"
-    assert [c["status"] for c in data.cells] == ["ok", "failed"]
-    assert data.cells[0]["metrics"] == {"inference_avg_us": None, "x": [1.0, None]}
-    assert data.summary is not None and data.summary["counts"]["ok"] == 1
-    assert data.warnings == []
+    assert data.header.run_id == "r1" and data.header.schema_version == SCHEMA_VERSION
+    assert [c.status for c in data.cells] == [Status.OK, Status.FAILED]
+    first = data.cells[0].metrics
+    assert first is not None and first.inference_avg_us is None and first.inference_std_us is None
+    assert data.summary is not None and data.summary.counts[Status.OK] == 1
+    assert data.warnings == ()
     assert load_run(run / "results.jsonl").cells == data.cells
     assert data.done_keys == {cell().key, cell("gpu").key}
     with pytest.raises(ValueError, match="closed"):
@@ -119,9 +151,9 @@ def test_partial_last_line_is_ignored_with_a_warning(tmp_path: Path):
         fh.write(b'{"type": "cell", "key": "s1|cc')
     data = load_run(tmp_path)
     assert len(data.cells) == 1
-    assert data.warnings == [
-        "results.jsonl:3: partial last line ignored (the run stopped while writing it)"
-    ]
+    assert data.warnings == (
+        "results.jsonl:3: partial last line ignored (the run stopped while writing it)",
+    )
 
 
 def test_damaged_middle_line_is_skipped_not_fatal(tmp_path: Path):
@@ -129,15 +161,19 @@ def test_damaged_middle_line_is_skipped_not_fatal(tmp_path: Path):
     journal.append(line())
     journal.close()
     with open(tmp_path / "results.jsonl", "ab") as fh:
-        fh.write(b'{"bad": NaN}\n\xff\xfe garbage\n' + json.dumps(line(cell=cell("gpu"))).encode()
-                 + b"\n" + b'{"type": "mystery"}\n')  # fmt: skip
+        fh.write(b'{"bad": NaN}\n\xff\xfe garbage\n'
+                 + json.dumps(line(cell=cell("gpu")).to_json()).encode()
+                 + b"\n" + b'{"type": "mystery"}\n'
+                 + b'{"type": "cell", "status": "okay", "threads": 1, "repeat": 0}\n')  # fmt: skip
     data = load_run(tmp_path)
-    assert [c["delegate"] for c in data.cells] == ["cpu", "gpu"]
-    assert data.warnings == [
+    assert [c.delegate for c in data.cells] == ["cpu", "gpu"]
+    assert data.warnings == (
         "results.jsonl:3: not valid JSON; line skipped",
         "results.jsonl:4: not valid JSON; line skipped",
         "results.jsonl:6: unknown record type 'mystery'; line skipped",
-    ]
+        "results.jsonl:7: cell: unknown cell status 'okay' (known: ok, failed, unsupported, "
+        "timeout, device_lost, error); line skipped",
+    )
 
 
 @pytest.mark.parametrize(
@@ -146,7 +182,7 @@ def test_damaged_middle_line_is_skipped_not_fatal(tmp_path: Path):
         (b"", "empty, not a farm results file"),
         (b'{"type": "cell"}\n', "the first line is not a header"),
         (b"hello\n", "no header line"),
-        (b'{"type": "header", "schema_version": 2}\n', "results schema 2, newer than this farm"),
+        (b'{"type": "header", "schema_version": 3}\n', "results schema 3, newer than this farm"),
         (b'{"type": "header"}\n', "no valid schema_version"),
     ],
 )
@@ -169,22 +205,22 @@ def test_resume_cuts_the_partial_line_and_reruns_incomplete_cells(tmp_path: Path
     journal.close()
     with open(tmp_path / "results.jsonl", "ab") as fh:
         fh.write(b'{"type": "cell", "ke')
-    journal, done = Journal.open_resume(tmp_path)
-    assert done == {cell().key, cell("gpu").key}  # the timeout is run again
+    journal, before = Journal.open_resume(tmp_path)
+    assert before.done_keys == {cell().key, cell("gpu").key}  # the timeout is run again
     journal.append(line("ok", cell=cell("cpu", 2)))
-    journal.finish(schema.summary(counts={"ok": 2, "unsupported": 1}))
+    journal.finish(summary(ok=2, unsupported=1))
     data = load_run(tmp_path)
-    assert data.warnings == []
-    assert [c["key"] for c in data.cells] == [cell().key, cell("gpu").key, cell("cpu", 2).key]
-    assert all(c["status"] != "timeout" for c in data.cells)
+    assert data.warnings == ()
+    assert [c.key for c in data.cells] == [cell().key, cell("gpu").key, cell("cpu", 2).key]
+    assert all(c.status != Status.TIMEOUT for c in data.cells)
     assert data.superseded == 1
-    assert len(data.resumes) == 1 and data.resumes[0]["done"] == 2
-    assert data.summary is not None and data.summary["counts"]["ok"] == 2
+    assert len(data.resumes) == 1 and data.resumes[0].done == 2
+    assert data.summary is not None and data.summary.counts[Status.OK] == 2
 
 
 def test_a_summary_before_a_resume_no_longer_counts(tmp_path: Path):
     journal = Journal.create(tmp_path, header())
-    journal.finish(schema.summary(counts={}))
+    journal.finish(summary())
     Journal.open_resume(tmp_path)[0].close()
     assert load_run(tmp_path).summary is None
 
@@ -203,7 +239,7 @@ def test_appends_from_many_threads_stay_whole_lines(tmp_path: Path):
         t.join()
     journal.close()
     data = load_run(tmp_path)
-    assert len(data.cells) == 160 and data.warnings == []
+    assert len(data.cells) == 160 and data.warnings == ()
 
 
 WRITER = """
@@ -212,16 +248,17 @@ from pathlib import Path
 from farm.android.info import DeviceInfo
 from farm.bench.plan import Cell
 from farm.config import DelegateSpec
-from farm.results import schema
+from farm.bench.cell import cell_result
 from farm.results.journal import Journal
+from farm.results.model import PlanRecord, RunHeader, Status
 
 dev = DeviceInfo(serial="s1", server="h:1", state="device")
-j = Journal.create(Path(sys.argv[1]), schema.header(plan={}))
+j = Journal.create(Path(sys.argv[1]), RunHeader(run_id="r", plan=PlanRecord()))
 r = 0
 while True:
     c = Cell(serial="s1", server="h:1", model="m", model_path=Path("m"), model_sha256="e" * 64,
              delegate="cpu", spec=DelegateSpec(kind="cpu"), threads=1, repeat=r)
-    j.append(schema.cell_line(cell=c, device=dev, status="ok", reason="y" * 3000))
+    j.append(cell_result(c, dev, Status.OK, "y" * 3000))
     r += 1
 """
 
@@ -240,12 +277,12 @@ def test_kill_9_leaves_a_loadable_journal(tmp_path: Path):
         proc.wait()
     data = load_run(run)
     assert len(data.cells) >= 50
-    assert [c["repeat"] for c in data.cells] == list(range(len(data.cells)))
+    assert [c.repeat for c in data.cells] == list(range(len(data.cells)))
     assert len(data.warnings) <= 1
-    journal, done = Journal.open_resume(run)
+    journal, before = Journal.open_resume(run)
     journal.close()
-    assert len(done) == len(data.cells)
-    assert load_run(run).warnings == []
+    assert len(before.done_keys) == len(data.cells)
+    assert load_run(run).warnings == ()
 
 
 def test_every_truncation_loads_a_prefix(tmp_path: Path):
@@ -264,5 +301,45 @@ def test_every_truncation_loads_a_prefix(tmp_path: Path):
             continue
         data = load_run(path)
         whole = raw[:cut].count(b"\n") - 1  # complete cell lines
-        assert [c["repeat"] for c in data.cells] in (list(range(whole)), list(range(whole + 1)))
+        assert [c.repeat for c in data.cells] in (list(range(whole)), list(range(whole + 1)))
         assert len(data.warnings) <= 1
+
+
+V1_RUN = Path(__file__).parents[1] / "corpus" / "results_v1" / "results.jsonl"
+
+
+def test_a_version_1_run_loads_upgraded_and_reports(tmp_path: Path):
+    """A results.jsonl written by farm before schema 2 (kept verbatim in tests/corpus)."""
+    raw = [json.loads(x) for x in V1_RUN.read_text().splitlines()]
+    assert raw[0]["schema_version"] == 1
+    data = load_run(V1_RUN)
+    assert data.header.schema_version == 1 and data.warnings == ()
+    assert len(data.cells) == 12 and data.summary is not None
+    assert data.summary.counts[Status.OK] == 10 and data.summary.counts[Status.UNSUPPORTED] == 2
+    assert data.header.plan.serials and len(data.header.plan.cells) == 10
+    v1_cells = {c["key"]: c for c in raw if c["type"] == "cell"}
+    for result in data.cells:
+        old = v1_cells[result.key]
+        assert result.status == Status(old["status"])
+        if old["metrics"] is None:
+            assert result.metrics is None and result.delegation is None
+            continue
+        assert result.metrics is not None
+        assert result.metrics.inference_avg_us == old["metrics"]["inference_avg_us"]
+        # v1 stored delegation twice; v2 keeps the top-level copy only
+        assert result.delegation is not None
+        assert result.delegation.to_json() == old["metrics"]["delegation"] == old["delegation"]
+        assert result.exit_status == old["exit_status"]
+        # written back, it is a version-2 line that reads back the same
+        again = result.to_json()
+        assert "delegation" not in again["metrics"]
+        assert CellResult.from_json(again) == result
+    # the report of an old run
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "results.jsonl").write_bytes(V1_RUN.read_bytes())
+    write_outputs(run, load_run(run).cells)
+    report = (run / "report.md").read_text()
+    assert "Pixel 7" in report and "external:qnn" in report
+    rows = json.loads((run / "results.json").read_text())["summary"]
+    assert any(r["delegate"] == "cpu" and r["latency_ms"] for r in rows)

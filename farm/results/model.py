@@ -1,0 +1,790 @@
+"""The typed result model: what results.jsonl holds, as frozen values with versioned JSON.
+
+Every reader and writer of a run folder (runner, journal, --resume, report, soak) passes these
+types; JSON dicts exist only inside `to_json()` / `from_json()`.
+
+Schema version history (bump SCHEMA_VERSION, say what changed here, and teach `from_json` to
+upgrade the older form; loaders refuse newer versions):
+  1 (farm 0.1): header {type, schema_version, run_id, plan, config, host, tool_versions,
+    started_at}; cell {type, key, serial, server, device{model, soc, sdk, abi, profile}, model,
+    model_sha256, binary_sha256, delegate, threads, repeat, status, reason, metrics (the
+    parser's whole `to_dict()`, delegation included), delegation (a copy of
+    metrics.delegation), command, log, started_at, duration_s, simulated, and where the runner
+    knew them exit_status, retries, rerun}; summary {type, counts, bytes_pushed, finished_at,
+    interrupted, missing}; resumed {type, at, done}. A later cell line for a key replaces an
+    earlier one.
+  2: cell `delegation` is stored once, at the top level (no longer inside `metrics`);
+    `metrics` loses the parser's `status`, `exit_status` and `delegation`; `exit_status` and
+    `retries` are always present; v1 `rerun` is folded into `retries`. Header and summary
+    unchanged apart from the version.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import socket
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 2
+
+_TOOLS = ("farm", "adbutils", "ai-edge-litert", "pandas", "pydantic", "rich", "typer")
+
+
+class SchemaError(ValueError):
+    """A results line that is not what its schema version says it is."""
+
+
+class Status(str, Enum):
+    """A cell's outcome. The first three are results the tool gave; the rest mean the run of
+    that cell is incomplete (a later `--resume` runs it again)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    UNSUPPORTED = "unsupported"
+    TIMEOUT = "timeout"
+    DEVICE_LOST = "device_lost"
+    ERROR = "error"
+
+    @property
+    def complete(self) -> bool:
+        """True when the tool gave a result (nothing to run again)."""
+        return self in _COMPLETE
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_COMPLETE = frozenset({Status.OK, Status.FAILED, Status.UNSUPPORTED})
+STATUSES: tuple[Status, ...] = tuple(Status)
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def host_info() -> dict[str, str]:
+    """The machine that ran farm."""
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Versions of farm and the libraries that shape its results (None: not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in _TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def json_safe(value: Any) -> Any:
+    """The value with NaN/Infinity replaced by None, tuples by lists, Paths by strings."""
+    if isinstance(value, Enum):
+        return json_safe(value.value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return json_safe(value.item())
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- field readers
+
+
+def _obj(data: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise SchemaError(f"{what}: expected an object, got {type(data).__name__}")
+    return data
+
+
+def _str(data: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = data.get(key)
+    return default if value is None else str(value)
+
+
+def _opt_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None or value == "" else str(value)
+
+
+def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _int(data: Mapping[str, Any], key: str, default: int = 0) -> int:
+    value = _opt_int(data, key)
+    return default if value is None else value
+
+
+def _opt_num(data: Mapping[str, Any], key: str) -> float | int | None:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _strs(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = data.get(key)
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value if v is not None)
+    return ()
+
+
+# ---------------------------------------------------------------------------- cell parts
+
+
+@dataclass(frozen=True)
+class DeviceSummary:
+    """The compact device facts stored in every cell line."""
+
+    model: str = ""
+    soc: str = ""
+    sdk: int | None = None
+    abi: str = ""
+    profile: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `device` object of a cell line."""
+        return {
+            "model": self.model,
+            "soc": self.soc,
+            "sdk": self.sdk,
+            "abi": self.abi,
+            "profile": self.profile,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> DeviceSummary:
+        """Read the `device` object (missing keys are empty)."""
+        if data is None:
+            return cls()
+        d = _obj(data, "device")
+        return cls(
+            model=_str(d, "model"),
+            soc=_str(d, "soc"),
+            sdk=_opt_int(d, "sdk"),
+            abi=_str(d, "abi"),
+            profile=_opt_str(d, "profile"),
+        )
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """What the tool's log says the delegates took: names, nodes, partitions, coverage."""
+
+    delegates: tuple[str, ...] = ()
+    nodes_delegated: int | None = None
+    nodes_total: int | None = None
+    partitions: int | None = None
+    kernels: int | None = None
+    coverage: str | None = None  # "full", "partial", "none", or None when the log is silent
+
+    def to_json(self) -> dict[str, Any]:
+        """The `delegation` object of a cell line (the parser's shape)."""
+        return {
+            "delegates": list(self.delegates),
+            "nodes_delegated": self.nodes_delegated,
+            "nodes_total": self.nodes_total,
+            "partitions": self.partitions,
+            "kernels": self.kernels,
+            "coverage": self.coverage,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Delegation | None:
+        """Read a `delegation` object; None stays None."""
+        if data is None:
+            return None
+        d = _obj(data, "delegation")
+        return cls(
+            delegates=_strs(d, "delegates"),
+            nodes_delegated=_opt_int(d, "nodes_delegated"),
+            nodes_total=_opt_int(d, "nodes_total"),
+            partitions=_opt_int(d, "partitions"),
+            kernels=_opt_int(d, "kernels"),
+            coverage=_opt_str(d, "coverage"),
+        )
+
+
+@dataclass(frozen=True)
+class OpTypeStat:
+    """One row of the op profile summarised by node type."""
+
+    node_type: str
+    count: int | None
+    avg_ms: float | int | None
+    percent: float | int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as JSON."""
+        return {
+            "node_type": self.node_type,
+            "count": self.count,
+            "avg_ms": self.avg_ms,
+            "percent": self.percent,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> OpTypeStat:
+        """Read one op-profile row."""
+        d = _obj(data, "op_profile row")
+        return cls(
+            node_type=_str(d, "node_type"),
+            count=_opt_int(d, "count"),
+            avg_ms=_opt_num(d, "avg_ms"),
+            percent=_opt_num(d, "percent"),
+        )
+
+
+# Numeric metrics as the parser names them (µs for times, MB for memory).
+_NUMBERS = (
+    "init_us",
+    "first_inference_us",
+    "warmup_avg_us",
+    "inference_avg_us",
+    "inference_std_us",
+    "inference_min_us",
+    "inference_max_us",
+    "inference_median_us",
+    "inference_p5_us",
+    "inference_p95_us",
+    "memory_init_mb",
+    "memory_overall_mb",
+    "memory_peak_mb",
+    "model_size_mb",
+)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What one benchmark_model invocation printed: timings in µs, memory in MB, messages."""
+
+    threads: int | None = None
+    init_us: float | int | None = None
+    first_inference_us: float | int | None = None
+    warmup_avg_us: float | int | None = None
+    warmup_count: int | None = None
+    inference_avg_us: float | int | None = None
+    inference_std_us: float | int | None = None
+    inference_count: int | None = None
+    inference_min_us: float | int | None = None
+    inference_max_us: float | int | None = None
+    inference_median_us: float | int | None = None
+    inference_p5_us: float | int | None = None
+    inference_p95_us: float | int | None = None
+    memory_init_mb: float | int | None = None
+    memory_overall_mb: float | int | None = None
+    memory_peak_mb: float | int | None = None
+    model_size_mb: float | int | None = None
+    op_profile: tuple[OpTypeStat, ...] | None = None
+    format: str | None = None
+    failure_kind: str | None = None
+    signal: str | None = None
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    requested_delegates: tuple[str, ...] = ()
+    graph: str | None = None
+    accelerator: str | None = None
+
+    @property
+    def memory_mb(self) -> float | int | None:
+        """The peak memory the tool reported, else the overall footprint."""
+        return self.memory_peak_mb or self.memory_overall_mb
+
+    def to_json(self) -> dict[str, Any]:
+        """The `metrics` object of a cell line."""
+        out: dict[str, Any] = {
+            "threads": self.threads,
+            "warmup_count": self.warmup_count,
+            "inference_count": self.inference_count,
+        }
+        for name in _NUMBERS:
+            out[name] = getattr(self, name)
+        out.update(
+            op_profile=(
+                [r.to_json() for r in self.op_profile] if self.op_profile is not None else None
+            ),
+            format=self.format,
+            failure_kind=self.failure_kind,
+            signal=self.signal,
+            errors=list(self.errors),
+            warnings=list(self.warnings),
+            requested_delegates=list(self.requested_delegates),
+            graph=self.graph,
+            accelerator=self.accelerator,
+        )
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Metrics | None:
+        """Read a `metrics` object (the parser's `to_dict()` is one); None stays None."""
+        if data is None:
+            return None
+        d = _obj(data, "metrics")
+        rows = d.get("op_profile")
+        numbers = {name: _opt_num(d, name) for name in _NUMBERS}
+        return cls(
+            threads=_opt_int(d, "threads"),
+            warmup_count=_opt_int(d, "warmup_count"),
+            inference_count=_opt_int(d, "inference_count"),
+            op_profile=(
+                tuple(OpTypeStat.from_json(r) for r in rows) if isinstance(rows, list) else None
+            ),
+            format=_opt_str(d, "format"),
+            failure_kind=_opt_str(d, "failure_kind"),
+            signal=_opt_str(d, "signal"),
+            errors=_strs(d, "errors"),
+            warnings=_strs(d, "warnings"),
+            requested_delegates=_strs(d, "requested_delegates"),
+            graph=_opt_str(d, "graph"),
+            accelerator=_opt_str(d, "accelerator"),
+            **numbers,
+        )
+
+
+def _status(value: Any, what: str) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        known = ", ".join(s.value for s in Status)
+        raise SchemaError(f"{what}: unknown cell status {value!r} (known: {known})") from None
+
+
+def _retries(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): int(v) for k, v in value.items() if isinstance(v, int) and v > 0}
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """One finished cell: what ran, where, with which binary and model, and what came out."""
+
+    key: str
+    serial: str
+    server: str
+    device: DeviceSummary
+    model: str
+    model_sha256: str
+    delegate: str
+    threads: int
+    repeat: int
+    status: Status
+    reason: str | None = None
+    binary_sha256: str | None = None
+    metrics: Metrics | None = None
+    delegation: Delegation | None = None
+    command: str | None = None
+    log: str | None = None  # relative to the run folder
+    started_at: str | None = None
+    duration_s: float | None = None
+    simulated: bool = False
+    exit_status: int | None = None
+    retries: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """True when the tool gave a result (ok, failed, unsupported)."""
+        return self.status.complete
+
+    def to_json(self) -> dict[str, Any]:
+        """The cell line of results.jsonl (current schema)."""
+        return {
+            "type": "cell",
+            "key": self.key,
+            "serial": self.serial,
+            "server": self.server,
+            "device": self.device.to_json(),
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "binary_sha256": self.binary_sha256,
+            "delegate": self.delegate,
+            "threads": self.threads,
+            "repeat": self.repeat,
+            "status": self.status.value,
+            "reason": self.reason,
+            "metrics": self.metrics.to_json() if self.metrics is not None else None,
+            "delegation": self.delegation.to_json() if self.delegation is not None else None,
+            "command": self.command,
+            "log": self.log,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "simulated": self.simulated,
+            "exit_status": self.exit_status,
+            "retries": dict(self.retries),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, version: int = SCHEMA_VERSION) -> CellResult:
+        """Read a cell line written with schema `version` (older versions are upgraded)."""
+        d = _obj(data, "cell")
+        metrics = d.get("metrics")
+        delegation = d.get("delegation")
+        retries = _retries(d.get("retries"))
+        if version < 2:
+            if delegation is None and isinstance(metrics, Mapping):
+                delegation = metrics.get("delegation")
+            rerun = _opt_int(d, "rerun")
+            if rerun:
+                retries["rerun"] = retries.get("rerun", 0) + rerun
+        exit_status = _opt_int(d, "exit_status")
+        if exit_status is None and isinstance(metrics, Mapping):
+            exit_status = _opt_int(metrics, "exit_status")
+        threads = _opt_int(d, "threads")
+        repeat = _opt_int(d, "repeat")
+        if threads is None or repeat is None:
+            raise SchemaError("cell: threads and repeat must be integers")
+        duration = d.get("duration_s")
+        return cls(
+            key=_str(d, "key"),
+            serial=_str(d, "serial"),
+            server=_str(d, "server"),
+            device=DeviceSummary.from_json(d.get("device")),
+            model=_str(d, "model"),
+            model_sha256=_str(d, "model_sha256"),
+            delegate=_str(d, "delegate"),
+            threads=threads,
+            repeat=repeat,
+            status=_status(d.get("status"), "cell"),
+            reason=_opt_str(d, "reason"),
+            binary_sha256=_opt_str(d, "binary_sha256"),
+            metrics=Metrics.from_json(metrics),
+            delegation=Delegation.from_json(delegation),
+            command=_opt_str(d, "command"),
+            log=_opt_str(d, "log"),
+            started_at=_opt_str(d, "started_at"),
+            duration_s=float(duration) if isinstance(duration, (int, float)) else None,
+            simulated=bool(d.get("simulated")),
+            exit_status=exit_status,
+            retries=retries,
+        )
+
+
+# ---------------------------------------------------------------------------- the plan record
+
+
+@dataclass(frozen=True)
+class PlannedCell:
+    """A cell as the run header lists it; `reason` says why it was set aside, if it was."""
+
+    key: str
+    serial: str
+    server: str
+    model: str
+    model_sha256: str
+    delegate: str
+    threads: int
+    repeat: int
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The cell entry of the header's plan."""
+        out: dict[str, Any] = {
+            "key": self.key,
+            "serial": self.serial,
+            "server": self.server,
+            "model": self.model,
+            "model_sha256": self.model_sha256,
+            "delegate": self.delegate,
+            "threads": self.threads,
+            "repeat": self.repeat,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> PlannedCell:
+        """Read one planned cell."""
+        d = _obj(data, "planned cell")
+        return cls(
+            key=_str(d, "key"),
+            serial=_str(d, "serial"),
+            server=_str(d, "server"),
+            model=_str(d, "model"),
+            model_sha256=_str(d, "model_sha256"),
+            delegate=_str(d, "delegate"),
+            threads=_int(d, "threads", 1),
+            repeat=_int(d, "repeat", 0),
+            reason=_opt_str(d, "reason"),
+        )
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """The whole plan as the header keeps it: inputs, runnable cells and cells set aside."""
+
+    devices: tuple[Mapping[str, Any], ...] = ()  # DeviceInfo.to_dict() of every device
+    models: tuple[Mapping[str, str], ...] = ()  # {name, path, sha256}
+    delegates: tuple[Mapping[str, Any], ...] = ()  # the delegate options with their label
+    threads: tuple[int, ...] = ()
+    repeats: int = 1
+    cells: tuple[PlannedCell, ...] = ()
+    unsupported: tuple[PlannedCell, ...] = ()
+    unavailable: tuple[PlannedCell, ...] = ()
+
+    def all_cells(self) -> tuple[PlannedCell, ...]:
+        """Every planned cell: runnable, unsupported and unavailable."""
+        return self.cells + self.unsupported + self.unavailable
+
+    @property
+    def serials(self) -> list[str]:
+        """Every device serial of the plan, online at planning time or not, in plan order."""
+        seen: dict[str, None] = {}
+        for d in self.devices:
+            if d.get("serial"):
+                seen.setdefault(str(d["serial"]), None)
+        for c in self.all_cells():
+            seen.setdefault(c.serial, None)
+        return list(seen)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `plan` object of the header."""
+        return {
+            "devices": [dict(d) for d in self.devices],
+            "models": [dict(m) for m in self.models],
+            "delegates": [dict(d) for d in self.delegates],
+            "threads": list(self.threads),
+            "repeats": self.repeats,
+            "cells": [c.to_json() for c in self.cells],
+            "unsupported": [c.to_json() for c in self.unsupported],
+            "unavailable": [c.to_json() for c in self.unavailable],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> PlanRecord:
+        """Read the header's plan."""
+        d = _obj(data if data is not None else {}, "plan")
+
+        def objects(key: str) -> tuple[Mapping[str, Any], ...]:
+            value = d.get(key)
+            return (
+                tuple(v for v in value if isinstance(v, Mapping)) if isinstance(value, list) else ()
+            )
+
+        def cells(key: str) -> tuple[PlannedCell, ...]:
+            return tuple(PlannedCell.from_json(c) for c in objects(key))
+
+        threads = d.get("threads")
+        return cls(
+            devices=objects("devices"),
+            models=tuple({str(k): str(v) for k, v in m.items()} for m in objects("models")),
+            delegates=objects("delegates"),
+            threads=tuple(int(t) for t in threads if isinstance(t, int))
+            if isinstance(threads, list)
+            else (),
+            repeats=_int(d, "repeats", 1),
+            cells=cells("cells"),
+            unsupported=cells("unsupported"),
+            unavailable=cells("unavailable"),
+        )
+
+
+# ---------------------------------------------------------------------------- header, summary
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """The first line of results.jsonl: the whole plan, the config and where it ran."""
+
+    run_id: str
+    plan: PlanRecord
+    config: Mapping[str, Any] | None = None  # the resolved farm.yaml (Config JSON)
+    host: Mapping[str, str] = field(default_factory=host_info)
+    tool_versions: Mapping[str, str | None] = field(default_factory=tool_versions)
+    started_at: str = field(default_factory=now_iso)
+    schema_version: int = SCHEMA_VERSION  # the version the line was written with
+
+    def to_json(self) -> dict[str, Any]:
+        """The header line (always written with the current schema)."""
+        return {
+            "type": "header",
+            "schema_version": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "plan": self.plan.to_json(),
+            "config": dict(self.config) if self.config is not None else None,
+            "host": dict(self.host),
+            "tool_versions": dict(self.tool_versions),
+            "started_at": self.started_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunHeader:
+        """Read a header line of any known schema version."""
+        d = _obj(data, "header")
+        version = d.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise SchemaError(f"header has no valid schema_version ({version!r})")
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"written with results schema {version}, newer than this farm reads "
+                f"(up to {SCHEMA_VERSION}); upgrade farm to read it"
+            )
+        config = d.get("config")
+        host = d.get("host")
+        tools = d.get("tool_versions")
+        return cls(
+            run_id=_str(d, "run_id"),
+            plan=PlanRecord.from_json(d.get("plan")),
+            config=config if isinstance(config, Mapping) else None,
+            host={str(k): str(v) for k, v in host.items()} if isinstance(host, Mapping) else {},
+            tool_versions=(
+                {str(k): None if v is None else str(v) for k, v in tools.items()}
+                if isinstance(tools, Mapping)
+                else {}
+            ),
+            started_at=_str(d, "started_at"),
+            schema_version=version,
+        )
+
+
+def count_statuses(cells: Iterable[CellResult]) -> dict[Status, int]:
+    """Cells per status, every status present (0 when none)."""
+    found = Counter(c.status for c in cells)
+    return {s: found.get(s, 0) for s in Status}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The last line of results.jsonl: how many cells ended in each status."""
+
+    counts: Mapping[Status, int]
+    bytes_pushed: int = 0
+    interrupted: bool = False
+    missing: int = 0  # planned cells with no line (a stopped run)
+    finished_at: str = field(default_factory=now_iso)
+
+    @property
+    def exit_code(self) -> int:
+        """130 when interrupted; 0 when every cell got a result from the tool, else 1."""
+        if self.interrupted:
+            return 130
+        return exit_code_for(self.counts)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary line."""
+        return {
+            "type": "summary",
+            "counts": {s.value: int(self.counts.get(s, 0)) for s in Status},
+            "bytes_pushed": self.bytes_pushed,
+            "finished_at": self.finished_at,
+            "interrupted": self.interrupted,
+            "missing": self.missing,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSummary:
+        """Read a summary line."""
+        d = _obj(data, "summary")
+        counts = d.get("counts")
+        by_status = {s: 0 for s in Status}
+        if isinstance(counts, Mapping):
+            for name, n in counts.items():
+                by_status[_status(name, "summary")] = int(n) if isinstance(n, int) else 0
+        return cls(
+            counts=by_status,
+            bytes_pushed=_int(d, "bytes_pushed"),
+            interrupted=bool(d.get("interrupted")),
+            missing=_int(d, "missing"),
+            finished_at=_str(d, "finished_at"),
+        )
+
+
+def exit_code_for(counts: Mapping[Status, int]) -> int:
+    """0 when every cell got a result from the tool (ok/failed/unsupported), else 1."""
+    return 1 if any(n for s, n in counts.items() if not Status(s).complete) else 0
+
+
+@dataclass(frozen=True)
+class ResumeMark:
+    """A `resumed` line: `farm run --resume` continued the run here."""
+
+    at: str
+    done: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The resumed line."""
+        return {"type": "resumed", "at": self.at, "done": self.done}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ResumeMark:
+        """Read a resumed line."""
+        d = _obj(data, "resumed")
+        return cls(at=_str(d, "at"), done=_int(d, "done"))
+
+
+# ---------------------------------------------------------------------------- whole runs
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder as read back: header, the latest line per cell key, summary."""
+
+    path: Path  # results.jsonl
+    header: RunHeader
+    cells: tuple[CellResult, ...]
+    summary: RunSummary | None = None
+    resumes: tuple[ResumeMark, ...] = ()
+    warnings: tuple[str, ...] = ()
+    superseded: int = 0  # cell lines replaced by a later line for the same key (resumed runs)
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder."""
+        return self.path.parent
+
+    @property
+    def done_keys(self) -> set[str]:
+        """Keys of cells that reached a result the tool gave (not to be run again)."""
+        return {c.key for c in self.cells if c.complete and c.key}
+
+
+@dataclass
+class RunOutcome:
+    """What one `farm run` produced: the run folder, its cells and how it ended."""
+
+    run_dir: Path
+    counts: Counter[Status] = field(default_factory=Counter)
+    bytes_pushed: int = 0
+    interrupted: bool = False
+    cells: list[CellResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """130 when interrupted; 0 when every cell got a result from the tool, else 1."""
+        if self.interrupted:
+            return 130
+        return exit_code_for(self.counts)
