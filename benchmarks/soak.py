@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from farm.results.journal import load_run  # noqa: E402
-from farm.results.schema import STATUSES  # noqa: E402
+from farm.results.model import CellResult, Status  # noqa: E402
 from farm.sim.faults import FAULTS  # noqa: E402
 from farm.sim.lab import Lab  # noqa: E402
 from farm.sim.testing import AdbServer, bundled_adb  # noqa: E402
@@ -311,8 +311,7 @@ def phone_benchmarks(server: AdbServer, serial: str) -> list[str] | None:
 def check_cells(soak: Soak, run_dir: Path, lab: Lab, controls: set[str]) -> dict[str, Any]:
     """Every planned cell once, statuses consistent with the injected faults."""
     data = load_run(run_dir)
-    planned = [c["key"] for c in data.header["plan"]["cells"]]
-    planned += [c["key"] for c in data.header["plan"].get("unsupported", []) if "key" in c]
+    planned = [c.key for c in data.header.plan.cells + data.header.plan.unsupported]
     raw = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     lines = Counter(r["key"] for r in raw if r.get("type") == "cell")
     for key in set(planned):
@@ -322,29 +321,27 @@ def check_cells(soak: Soak, run_dir: Path, lab: Lab, controls: set[str]) -> dict
     if extra:
         soak.problem(f"{len(extra)} cell lines not in the plan, e.g. {sorted(extra)[0]}")
     for cell in data.cells:
-        if cell["status"] not in STATUSES:
-            soak.problem(f"cell {cell['key']}: status {cell['status']!r} is not terminal")
-        if "internal error" in (cell.get("reason") or ""):
-            soak.problem(f"{cell['serial']} {cell['key']}: {cell['reason']}")
+        if "internal error" in (cell.reason or ""):
+            soak.problem(f"{cell.serial} {cell.key}: {cell.reason}")
     run_log = (run_dir / "farm.log").read_text(errors="replace")
     if "Traceback" in run_log:
         soak.problem(f"a traceback in {run_dir / 'farm.log'}")
     if data.warnings:
         soak.problem(f"results.jsonl warnings: {data.warnings}")
 
-    by_serial: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_serial: dict[str, list[CellResult]] = defaultdict(list)
     for cell in data.cells:
-        by_serial[cell["serial"]].append(cell)
+        by_serial[cell.serial].append(cell)
     profile_of = {p.serial: p.profile for p in lab.phones}
-    control_status: dict[tuple[str, str, str, int], str] = {}
+    control_status: dict[tuple[str, str, str, int], Status] = {}
     for serial in controls:
         for cell in by_serial[serial]:
-            if cell["status"] in ("device_lost", "timeout", "error"):
+            if not cell.complete:
                 soak.problem(
-                    f"control {serial}: {cell['key']} is {cell['status']}: {cell['reason']}"
+                    f"control {serial}: {cell.key} is {cell.status}: {cell.reason}"
                 )
-            spot = (profile_of[serial], cell["model"], cell["delegate"], cell["threads"])
-            control_status[spot] = cell["status"]
+            spot = (profile_of[serial], cell.model, cell.delegate, cell.threads)
+            control_status[spot] = cell.status
 
     faults: dict[str, list[Injection]] = defaultdict(list)
     for inj in soak.injections:
@@ -355,30 +352,30 @@ def check_cells(soak: Soak, run_dir: Path, lab: Lab, controls: set[str]) -> dict
         if serial in controls:
             continue
         for cell in cells:
-            spot = (profile_of[serial], cell["model"], cell["delegate"], cell["threads"])
+            spot = (profile_of[serial], cell.model, cell.delegate, cell.threads)
             want = control_status.get(spot)
-            if want is None or cell["status"] == want:
+            if want is None or cell.status == want:
                 continue
             end = _cell_end(cell)
             before = [f for f in faults[serial] if end is None or f.at <= end + 1.0]
-            if cell["status"] == "device_lost":
+            if cell.status == Status.DEVICE_LOST:
                 before = [f for f in before if f.kind in AWAY]
             if before:
                 explained += 1
             else:
                 unexplained += 1
                 soak.problem(
-                    f"{serial} {cell['key']}: {cell['status']} (control: {want}) with no fault "
-                    f"before it: {cell['reason']}"
+                    f"{serial} {cell.key}: {cell.status} (control: {want}) with no fault "
+                    f"before it: {cell.reason}"
                 )
 
     # A phone sent away for longer than the grace period, while it still had cells to run,
     # must have device_lost cells.
     for serial, injs in faults.items():
         cells = by_serial[serial]
-        run_cells = [c for c in cells if c.get("started_at")]
-        last_start = max((parse_iso(c["started_at"]) for c in run_cells), default=0.0)
-        lost = [c for c in cells if c["status"] == "device_lost"]
+        run_cells = [c for c in cells if c.started_at]
+        last_start = max((parse_iso(c.started_at) for c in run_cells), default=0.0)
+        lost = [c for c in cells if c.status == Status.DEVICE_LOST]
         for inj in injs:
             away = (inj.until or inj.at) - inj.at
             long_away = inj.kind in ("offline", "unauthorized") and away > GRACE_S + 5
@@ -396,20 +393,20 @@ def check_cells(soak: Soak, run_dir: Path, lab: Lab, controls: set[str]) -> dict
             hit = [
                 c
                 for c in by_serial[serial]
-                if c.get("started_at") and inj.at + 0.5 < parse_iso(c["started_at"]) < until - 0.5
+                if c.started_at and inj.at + 0.5 < parse_iso(c.started_at) < until - 0.5
             ]
-            if hit and not any(c["status"] in ("failed", "error") for c in hit):
+            if hit and not any(c.status in (Status.FAILED, Status.ERROR) for c in hit):
                 soak.problem(
                     f"{serial}: benchmark_crash from {inj.to_dict()['at']} for "
                     f"{until - inj.at:.0f} s, yet its {len(hit)} cell(s) then are all "
-                    f"{Counter(c['status'] for c in hit)}"
+                    f"{Counter(str(c.status) for c in hit)}"
                 )
     # Recoveries: a fault after which the same phone still ran an ok cell.
     recoveries = 0
     for serial, injs in faults.items():
-        oks = [parse_iso(c["started_at"]) for c in by_serial[serial] if c["status"] == "ok"]
+        oks = [parse_iso(c.started_at) for c in by_serial[serial] if c.status == Status.OK]
         recoveries += sum(1 for inj in injs if any(t > inj.at for t in oks))
-    counts = Counter(c["status"] for c in data.cells)
+    counts = Counter(str(c.status) for c in data.cells)
     return {
         "planned": len(set(planned)),
         "counts": dict(counts),
@@ -419,10 +416,10 @@ def check_cells(soak: Soak, run_dir: Path, lab: Lab, controls: set[str]) -> dict
     }
 
 
-def _cell_end(cell: dict[str, Any]) -> float | None:
-    if not cell.get("started_at"):
+def _cell_end(cell: CellResult) -> float | None:
+    if not cell.started_at:
         return None
-    return parse_iso(cell["started_at"]) + float(cell.get("duration_s") or 0.0)
+    return parse_iso(cell.started_at) + float(cell.duration_s or 0.0)
 
 
 def check_phones(soak: Soak, server: AdbServer, lab: Lab, before: dict[str, set[str]]) -> None:

@@ -263,7 +263,8 @@ class _DeviceWorker(threading.Thread):
         self.run_id = runner.run_id
         self.log = PrefixLogger(log, {"serial": self.serial})
         self.device: Device = device_for(self.info)
-        self.binary: BinaryChoice
+        self.binary: BinaryChoice  # set by _deploy_binary before any cell runs
+        self.binary_sha256: str | None = None
         self.models: dict[str, str] = {}
         self.pending: list[Cell] = list(job.cells)
         self.final_text = "done"
@@ -391,6 +392,7 @@ class _DeviceWorker(threading.Thread):
             self.final_text = "unsupported"
             return False
         self.binary = choice
+        self.binary_sha256 = choice.sha256
         self.runner.add_pushed(choice.pushed_bytes)
         return True
 
@@ -468,7 +470,7 @@ class _DeviceWorker(threading.Thread):
             self.info,
             status,
             reason,
-            binary_sha256=getattr(self, "binary", None) and self.binary.sha256,
+            binary_sha256=self.binary_sha256,
             started_at=started_at,
             duration_s=None if t0 is None else round(time.monotonic() - t0, 3),
             retries=dict(self.retries) if started_at is not None else {},
