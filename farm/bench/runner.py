@@ -362,7 +362,7 @@ class _DeviceWorker(threading.Thread):
             try:
                 result = run_cell(self, cell)
             except DeviceError as exc:  # the device answered, but a step failed: this cell only
-                self.log.warning("%s: %s", cell.key, exc)
+                self.log.warning("%s: %s", cell.key, exc.message)
                 reason = str(exc)
                 if isinstance(exc, DeviceStorageFull):
                     reason += f" ({self._free_space()})"
