@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system demo test test-fast lint format soak bench clean
+.PHONY: setup system demo test test-fast lint format soak bench bench-run clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ format: $(STAMP)
 bench: setup
 	$(PY) benchmarks/bench_parse.py
 	$(PY) benchmarks/bench_lab.py
+	$(PY) benchmarks/bench_run.py --quick
+
+# farm run against bare `adb shell` loops on virtual labs of BENCH_PHONES (about 5 min on 2 cores).
+BENCH_PHONES ?= 4,16,64
+bench-run: setup
+	$(PY) benchmarks/bench_run.py --phones $(BENCH_PHONES)
 
 # Not part of `make test`: 12 virtual phones, random faults for SOAK_MINUTES (10), then checks.
 soak: setup
