@@ -244,7 +244,8 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
             return result(Status.ERROR, "launch printed no pid")
         host.phase("run", cell)
         timed_out, exit_status = _wait(host, job, t0)
-        _forget(host, job)
+        if timed_out:
+            _forget(host, job)
         if timed_out or exit_status is not None or reruns >= opt.reruns:
             break
         # Gone without an exit status: killed from outside (a reboot), not by its own fault.
