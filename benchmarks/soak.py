@@ -337,9 +337,7 @@ def check_cells(soak: Soak, run_dir: Path, lab: Lab, controls: set[str]) -> dict
     for serial in controls:
         for cell in by_serial[serial]:
             if not cell.complete:
-                soak.problem(
-                    f"control {serial}: {cell.key} is {cell.status}: {cell.reason}"
-                )
+                soak.problem(f"control {serial}: {cell.key} is {cell.status}: {cell.reason}")
             spot = (profile_of[serial], cell.model, cell.delegate, cell.threads)
             control_status[spot] = cell.status
 

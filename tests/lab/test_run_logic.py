@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from farm.bench.parse import parse_text
 from farm.android.jobs import launched_pid, parse_df, recorded_exit_status
 from farm.bench.cell import is_simulated, log_name, safe_name
+from farm.bench.parse import parse_text
 from farm.bench.service import expand_models
 from farm.errors import ConfigError, InputError
 
