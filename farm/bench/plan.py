@@ -185,7 +185,7 @@ def unsupported_reason(
 
     `profile` is the device's matched profile (None: judge from the DeviceInfo alone).
     """
-    delegates = profile.delegates if profile is not None else None
+    delegates = profile.sim.delegates if profile is not None else None
     name = f"profile {profile.name}" if profile is not None else ""
     if spec.kind == "gpu":
         if delegates is not None and delegates.gpu is None:

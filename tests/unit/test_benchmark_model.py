@@ -60,7 +60,8 @@ RE_MEMORY = re.compile(
 def _profile(**delegates: object) -> Profile:
     """pixel_7's identity with the delegates a test needs."""
     base = get_profile("pixel_7")
-    return base.model_copy(update={"delegates": base.delegates.model_copy(update=delegates)})
+    sim = base.sim.model_copy(update={"delegates": base.sim.delegates.model_copy(update=delegates)})
+    return base.model_copy(update={"sim": sim})
 
 
 def _gpu(ops: list[str] = MOBILE_OPS, **kw: object) -> Gpu:

@@ -70,9 +70,9 @@ def test_cell_key_is_stable():
 
 
 def test_profile_without_gpu_makes_gpu_unsupported():
-    emulator = get_profile("pixel_7").model_copy(
-        update={"name": "emu_like", "emulator": True, "delegates": Delegates()}
-    )
+    pixel = get_profile("pixel_7")
+    sim = pixel.sim.model_copy(update={"delegates": Delegates()})
+    emulator = pixel.model_copy(update={"name": "emu_like", "emulator": True, "sim": sim})
     emu = device("emulator-5554", abis=("x86_64",), emulator=True, profile="emu_like")
     config = Config(delegates=["cpu", "gpu", "nnapi"], threads=[1, 2])
     plan = make_plan([emu], models()[:1], config, profiles={"emu_like": emulator})
