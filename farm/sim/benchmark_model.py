@@ -35,7 +35,7 @@ from typing import Any
 
 from farm.errors import FarmError, ModelError
 from farm.models import ModelInfo, inspect_model
-from farm.profiles import Profile, SimSettings, get_profile
+from farm.profiles import Failure, Profile, SimSettings, get_profile
 from farm.sim import delegates_sim as ds
 
 TOOL = "benchmark_model"
@@ -691,18 +691,21 @@ class Benchmark:
         out, delegates, p = self.out, self.phone.sim.delegates, self.p
         created: list[str] = []
         for name in self._requested():
+            # On Android the GPU and NNAPI delegates are always created; a phone without a
+            # usable GPU or NNAPI shows it when the delegate is applied.
             if name == "GPU":
-                if delegates.gpu is None:
-                    out.warn("GPU acceleration is unsupported on this platform.")
-                    continue
                 out.runtime("INFO", "Created TensorFlow Lite delegate for GPU.")
             elif name == "NNAPI":
-                if delegates.nnapi is None or not delegates.nnapi.accelerators:
-                    out.warn("NNAPI acceleration is unsupported on this platform.")
-                    continue
                 out.runtime("INFO", "Created TensorFlow Lite delegate for NNAPI.")
             elif name == "Hexagon":
                 if delegates.hexagon is None:
+                    # The Hexagon delegate loads libhexagon_interface.so when it is created.
+                    out.runtime(
+                        "ERROR",
+                        "Failed to load libhexagon_interface.so, Error: dlopen failed: "
+                        'library "libhexagon_interface.so" not found',
+                    )
+                    out.runtime("INFO", "Hexagon Delegate is not supported.\n")
                     out.warn(
                         "Could not create Hexagon delegate: platform may not support "
                         "delegate or required libraries are missing"
@@ -768,12 +771,16 @@ class Benchmark:
                 plan = ds.plan_xnnpack(model)
                 acc = None
             elif name == "GPU":
-                acc = sim.delegates.gpu
-                assert acc is not None
+                # No GPU: the delegate still picks its nodes, then fails to initialise.
+                acc = sim.delegates.gpu or ds.NO_GPU
                 plan = ds.plan_accelerator(name, acc, model, max_partitions=max_parts)
                 if model.quantized and not p["gpu_experimental_enable_quant"]:
                     no_quant = acc.model_copy(update={"takes_quantized": False})
                     plan = ds.plan_accelerator(name, no_quant, model, max_partitions=max_parts)
+            elif name == "NNAPI" and not (sim.delegates.nnapi and sim.delegates.nnapi.accelerators):
+                # No NNAPI runtime: the delegate takes nothing (named accelerator or not).
+                acc = None
+                plan = ds.DelegatePlan(name="NNAPI", accelerator=None, node_count=model.node_count)
             elif name == "NNAPI":
                 requested = p["nnapi_accelerator_name"]
                 acc = ds.nnapi_accelerator(sim, requested)
@@ -802,8 +809,7 @@ class Benchmark:
             self._announce(plan, model, model.node_count - len(taken) + kernels)
             if name == "XNNPACK":
                 xnnpack = plan
-            else:
-                assert acc is not None
+            elif acc is not None:
                 applied.append(self._applied(plan, acc))
             taken |= plan.delegated
             kernels += len(plan.parts)
@@ -820,8 +826,7 @@ class Benchmark:
         if not plan.parts:
             plan.failure = None  # no delegate kernel is built, so none can fail
         if plan.name == "GPU":
-            gpu = self.phone.sim.delegates.gpu
-            assert gpu is not None
+            gpu = self.phone.sim.delegates.gpu or ds.NO_GPU
             backend = gpu.backend
             forced = self.p["gpu_backend"]
             if plan.refused:
@@ -841,7 +846,9 @@ class Benchmark:
                     + "\n"
                     + tail,
                 )
-            if (
+            if plan.parts and self.phone.sim.delegates.gpu is None:
+                plan.failure = self._no_gpu(forced)
+            elif (
                 plan.parts
                 and forced in ("cl", "gl")
                 and {"cl": "opencl", "gl": "gl"}[forced] != backend
@@ -866,6 +873,23 @@ class Benchmark:
                 f"{total} nodes with {len(plan.parts)} partitions.\n",
             )
         self._replacing(plan, total)
+
+    def _no_gpu(self, forced: str) -> Failure:
+        """What the GPU delegate meets on a phone without a usable GPU, and how it fails.
+
+        No OpenCL library (the ICD loader finds none either), and OpenGL ES below 3.1: the
+        delegate tries OpenCL, falls back to OpenGL unless a backend is forced, and its
+        kernel fails to initialise.
+        """
+        out = self.out
+        if forced != "gl":
+            out.runtime("INFO", ds.OPENCL_DLOPEN_FAILED)
+        if forced == "cl":
+            return Failure(when="always", kind="init_error", message=ds.OPENCL_MISSING)
+        if forced != "gl":
+            out.runtime("ERROR", ds.OPENCL_MISSING)
+            out.runtime("ERROR", "Falling back to OpenGL")
+        return Failure(when="always", kind="init_error", message=ds.OPENGL_TOO_OLD)
 
     def _report_application(self, plan: ds.DelegatePlan, model: ModelInfo) -> None:
         out = self.out
@@ -1226,9 +1250,7 @@ class Benchmark:
         self.out.raw(_profile_text([(t, n) for t, n, _ in rows], per_node, totals) + "\n")
 
 
-def _backend_failure(forced: str) -> Any:
-    from farm.profiles import Failure
-
+def _backend_failure(forced: str) -> Failure:
     message = (
         'OpenCL library not loaded - dlopen failed: library "libOpenCL.so" not found'
         if forced == "cl"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from farm.models import ModelInfo
-from farm.profiles import Accelerator, Failure, SimSettings
+from farm.profiles import Accelerator, Failure, Gpu, SimSettings
 
 # Ops the XNNPACK delegate takes (TFLite's xnnpack_delegate.cc, float and QS8 kernels).
 XNNPACK_OPS = frozenset(
@@ -27,6 +27,25 @@ XNNPACK_OPS = frozenset(
         "STRIDED_SLICE", "SUB", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
     }
 )  # fmt: skip
+
+# The GPU delegate's ops as the shipped profiles give them; it partitions a graph with these on a
+# phone whose profile has no GPU (`gpu: null`), before it finds no GPU to run them on.
+GPU_DELEGATE_OPS = (
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+    "HARD_SWISH", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "RELU", "RELU6", "RESHAPE",
+    "RESIZE_BILINEAR", "SOFTMAX", "SUB", "TANH", "TRANSPOSE_CONV",
+)  # fmt: skip
+NO_GPU = Gpu(ops=list(GPU_DELEGATE_OPS))
+
+# What the GPU delegate logs on a phone without OpenCL and with OpenGL ES below 3.1 (TFLite's
+# opencl_wrapper.cc and gl/api2.cc): dlopen of libOpenCL.so (and the Pixel and car variants)
+# fails, the ICD loader finds no clGetPlatformIDs, and the OpenGL backend needs ES 3.1.
+OPENCL_DLOPEN_FAILED = (
+    'Failed to load OpenCL library with dlopen: dlopen failed: library "libOpenCL-car.so" not '
+    "found. Trying ICD loader."
+)
+OPENCL_MISSING = "Can not open OpenCL library on this device - undefined symbol: clSetPerfHintQCOM"
+OPENGL_TOO_OLD = "OpenGL ES 3.1 or above is required to use OpenGL inference."
 
 KERNEL_NAMES = {
     "XNNPACK": "TfLiteXNNPackDelegate",
