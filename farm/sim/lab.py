@@ -355,7 +355,8 @@ class Lab:
             lab._save()
             lab._attach(deadline, expect_unauthorized=_unauthorized_indexes(faults))
         except BaseException:
-            lab.down()
+            with contextlib.suppress(LabError):  # the error that stopped the start comes first
+                lab.down()
             raise
         return lab
 
