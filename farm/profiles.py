@@ -1,8 +1,15 @@
-"""Device profiles (`device_profiles/*.yaml`): what is known about a device family.
+"""Device profiles (`device_profiles/*.yaml`): device families and the virtual lab's phones.
 
-A profile serves two sides. For real phones it lets discovery name the family a device belongs
-to (`match`). For the virtual lab it is the whole identity of a virtual phone: getprop values,
-CNXN banner, CPU and thermal data, and how each delegate behaves on it.
+A profile holds what identifies a device family: its name, the getprop patterns that recognise
+it (`match`), the getprop values a device of the family reports (`props`) and whether it is an
+emulator. Discovery uses that much to name the family of a device it found; what a device is and
+can do is read from the device itself and from the tool's own output, never from a profile.
+
+Everything else belongs to the virtual lab and lives under `sim:` (`SimSettings`): the CPU as
+/proc/cpuinfo and cpufreq show it and how fast it runs, thermal zones, battery, free storage,
+the ADB features a virtual phone advertises, and how each delegate behaves on it. Only
+`farm/sim` reads `sim:`. Unknown keys are errors; a lab setting at the top level (a profile
+written before `sim:` existed) is named with the file and told where it goes.
 """
 
 from __future__ import annotations
@@ -121,21 +128,23 @@ class Nnapi(_Strict):
 
 
 class Delegates(_Strict):
-    """Which delegates a device offers; None means absent (the tool says unsupported)."""
+    """What each delegate finds on a virtual phone.
+
+    None means the phone lacks what the delegate needs, and the stand-in prints what the real
+    tool prints then: `gpu: null`, no OpenCL library and OpenGL ES below 3.1 (the GPU delegate
+    fails to initialise); `nnapi: null`, no NNAPI runtime (the delegate takes nothing);
+    `hexagon: null`, no Hexagon libraries (the delegate is not created).
+    """
 
     gpu: Gpu | None = None
     nnapi: Nnapi | None = None
     hexagon: Accelerator | None = None
 
 
-class Profile(_Strict):
-    """One device family."""
+class SimSettings(_Strict):
+    """How the virtual lab simulates a phone of this family (read by farm/sim only)."""
 
-    name: str
-    description: str = ""
-    emulator: bool = False
-    match: Match = Field(default_factory=Match)
-    props: dict[str, str]  # getprop values, as strings
+    # ADB features the virtual phone's adbd announces in its CNXN banner.
     features: list[str] = Field(
         default_factory=lambda: ["shell_v2", "cmd", "stat_v2", "ls_v2", "fixed_push_mkdir"]
     )
@@ -144,6 +153,21 @@ class Profile(_Strict):
     battery: Battery = Field(default_factory=Battery)
     storage_free_mb: int = 8192
     delegates: Delegates = Field(default_factory=Delegates)
+
+
+# Keys a profile kept at the top level before the lab's settings moved under `sim:`.
+SIM_KEYS = tuple(SimSettings.model_fields)
+
+
+class Profile(_Strict):
+    """One device family: identity and matching; the lab's settings under `sim`."""
+
+    name: str
+    description: str = ""
+    emulator: bool = False
+    match: Match = Field(default_factory=Match)
+    props: dict[str, str]  # getprop values a device of the family reports, as strings
+    sim: SimSettings
 
     @property
     def model(self) -> str:
@@ -172,6 +196,14 @@ def load_profile(path: Path) -> Profile:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read device profile: {exc}") from None
+    misplaced = [key for key in SIM_KEYS if isinstance(data, dict) and key in data]
+    if misplaced:
+        keys = ", ".join(f"`{key}`" for key in misplaced)
+        verb = "belongs" if len(misplaced) == 1 else "belong"
+        raise ConfigError(
+            f"{path}: {keys} {verb} under `sim:` (the virtual lab's settings; "
+            "move them into a `sim:` section)"
+        )
     try:
         return Profile.model_validate(data)
     except Exception as exc:  # pydantic.ValidationError

@@ -1,17 +1,22 @@
-"""The plan: devices × models × delegates × threads × repeats, and what a device cannot run."""
+"""The plan: devices × models × delegates × threads × repeats, and what a device cannot run.
+
+What a device cannot run is judged from what the device reports about itself (DeviceInfo: SDK
+level, ABI, SoC, emulator), never from device profiles: whether it really has a GPU, an NNAPI
+accelerator of a given name or the Hexagon libraries is left to the tool, whose output the
+run records (a delegate that fails, or one that takes nothing).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from farm.android.info import DeviceInfo
 from farm.bench.deploy import sha256_file
 from farm.config import Config, DelegateSpec
-from farm.errors import ConfigError, InputError
-from farm.profiles import Profile, get_profile
+from farm.errors import InputError
 from farm.results.model import PlannedCell, PlanRecord
 
 # NNAPI arrived in Android 8.1; choosing an accelerator by name in Android 10.
@@ -118,18 +123,11 @@ class Plan:
         )
 
 
-def make_plan(
-    devices: list[DeviceInfo],
-    models: list[ModelRef],
-    config: Config,
-    *,
-    profiles: Mapping[str, Profile] | None = None,
-) -> Plan:
+def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config) -> Plan:
     """Cross the devices with models, delegates, threads and repeats, interleaving repeats.
 
     Run order is repeat-major: every cell of repeat 0, then of repeat 1, ..., so slow drift
     spreads over all cells. Cells a device cannot run go to `unsupported` with a reason.
-    Device profiles are looked up by name in `profiles` (default: device_profiles/).
     """
     models = _unique_names(models)
     plan = Plan(
@@ -140,7 +138,7 @@ def make_plan(
         repeats=config.repeats,
     )
     reasons = {
-        (d.serial, d.server, s.label): unsupported_reason(d, s, _profile(d, profiles))
+        (d.serial, d.server, s.label): unsupported_reason(d, s)
         for d in devices
         for s in config.delegates
     }
@@ -179,44 +177,31 @@ def make_plan(
     return plan
 
 
-def unsupported_reason(
-    device: DeviceInfo, spec: DelegateSpec, profile: Profile | None = None
-) -> str | None:
+def unsupported_reason(device: DeviceInfo, spec: DelegateSpec) -> str | None:
     """Why this device cannot run this delegate, in one line; None when it may.
 
-    `profile` is the device's matched profile (None: judge from the DeviceInfo alone).
+    Judged from the DeviceInfo alone (what the device reports): the SDK level for NNAPI and
+    NNAPI accelerator names; emulator, ABI and SoC maker for Hexagon. An unknown fact lets the
+    cell run, and the tool's output says what happened.
     """
-    delegates = profile.delegates if profile is not None else None
-    name = f"profile {profile.name}" if profile is not None else ""
-    if spec.kind == "gpu":
-        if delegates is not None and delegates.gpu is None:
-            return f"no GPU delegate on this device ({name})"
-    elif spec.kind == "nnapi":
+    if spec.kind == "nnapi":
         if device.sdk is not None and device.sdk < NNAPI_MIN_SDK:
             return f"NNAPI needs SDK {NNAPI_MIN_SDK} (Android 8.1); device has SDK {device.sdk}"
-        if delegates is not None and delegates.nnapi is None:
-            return f"no NNAPI on this device ({name})"
-        if spec.accelerator_name:
-            if device.sdk is not None and device.sdk < NNAPI_ACCELERATOR_MIN_SDK:
-                return (
-                    f"NNAPI accelerator names need SDK {NNAPI_ACCELERATOR_MIN_SDK} "
-                    f"(Android 10); device has SDK {device.sdk}"
-                )
-            if delegates is not None and delegates.nnapi is not None:
-                names = [a.name for a in delegates.nnapi.accelerators]
-                if spec.accelerator_name not in names:
-                    return (
-                        f"NNAPI accelerator {spec.accelerator_name!r} is not on this device "
-                        f"(has: {', '.join(names) or 'none'})"
-                    )
+        if (
+            spec.accelerator_name
+            and device.sdk is not None
+            and device.sdk < NNAPI_ACCELERATOR_MIN_SDK
+        ):
+            return (
+                f"NNAPI accelerator names need SDK {NNAPI_ACCELERATOR_MIN_SDK} "
+                f"(Android 10); device has SDK {device.sdk}"
+            )
     elif spec.kind == "hexagon":
         if device.emulator:
             return "Hexagon needs a Qualcomm SoC; this is an emulator"
-        if delegates is not None and delegates.hexagon is None:
-            return f"no Hexagon DSP on this device ({name})"
         if device.abi and not device.abi.startswith("arm"):
             return f"the Hexagon delegate is built for ARM only; device ABI is {device.abi}"
-        if delegates is None and device.soc and not is_qualcomm(device):
+        if device.soc and not is_qualcomm(device):
             return f"Hexagon needs a Qualcomm SoC; device has {device.soc}"
     return None
 
@@ -232,17 +217,6 @@ def is_qualcomm(device: DeviceInfo) -> bool:
         props.get("ro.hardware", ""),
     ]
     return any(_QUALCOMM.search(c.strip()) for c in candidates if c)
-
-
-def _profile(device: DeviceInfo, profiles: Mapping[str, Profile] | None) -> Profile | None:
-    if not device.profile:
-        return None
-    if profiles is not None:
-        return profiles.get(device.profile)
-    try:
-        return get_profile(device.profile)
-    except ConfigError:
-        return None
 
 
 def _unique_names(models: Iterable[ModelRef]) -> list[ModelRef]:

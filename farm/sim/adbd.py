@@ -79,7 +79,7 @@ def banner(profile: Profile) -> bytes:
         f"ro.product.name={props.get('ro.product.name', '')}",
         f"ro.product.model={props.get('ro.product.model', '')}",
         f"ro.product.device={props.get('ro.product.device', '')}",
-        f"features={','.join(f for f in profile.features if f not in UNIMPLEMENTED_FEATURES)}",
+        f"features={','.join(f for f in profile.sim.features if f not in UNIMPLEMENTED_FEATURES)}",
     ]
     data = ("device::" + ";".join(parts)).encode()
     return data[:MAX_BANNER]

@@ -1,5 +1,8 @@
 """The Android-looking files of a virtual phone, generated from its device profile.
 
+Identity (getprop values) comes from the profile's `props`; the CPU, thermal zones, battery and
+free storage from its `sim:` settings.
+
 Pure functions: getprop values and their `[key]: [value]` listing, /proc/cpuinfo, the cpufreq and
 thermal sysfs trees, the battery as `dumpsys battery` and power_supply show it, and the small
 shell scripts of the phone's /system/bin (getprop, setprop, dumpsys, df, nohup, benchmark_model).
@@ -106,14 +109,14 @@ def format_getprop(props: dict[str, str]) -> str:
 
 
 def _cluster_of(profile: Profile, cpu: int) -> CpuCluster:
-    for cluster in profile.cpu.clusters:
+    for cluster in profile.sim.cpu.clusters:
         if cpu in cluster.cpus:
             return cluster
     raise ValueError(f"cpu {cpu} is in no cluster of profile {profile.name}")
 
 
 def _cpus(profile: Profile) -> list[int]:
-    return sorted({cpu for cluster in profile.cpu.clusters for cpu in cluster.cpus})
+    return sorted({cpu for cluster in profile.sim.cpu.clusters for cpu in cluster.cpus})
 
 
 def cpuinfo(profile: Profile) -> str:
@@ -144,8 +147,8 @@ def cpuinfo(profile: Profile) -> str:
                 f"CPU revision\t: {revision}\n"
             )
     text = "\n".join(blocks)
-    if profile.cpu.hardware and not x86:
-        text += f"\nHardware\t: {profile.cpu.hardware}\n"
+    if profile.sim.cpu.hardware and not x86:
+        text += f"\nHardware\t: {profile.sim.cpu.hardware}\n"
     return text
 
 
@@ -204,7 +207,7 @@ def sysfs_files(profile: Profile) -> tuple[dict[str, str], dict[str, str]]:
                 f"{policy}/affected_cpus": related,
             }
         )
-    for index, zone in enumerate(profile.thermal):
+    for index, zone in enumerate(profile.sim.thermal):
         base = f"devices/virtual/thermal/thermal_zone{index}"
         files[f"{base}/type"] = zone.type + "\n"
         files[f"{base}/temp"] = millidegrees(zone.idle_c)
@@ -213,7 +216,7 @@ def sysfs_files(profile: Profile) -> tuple[dict[str, str], dict[str, str]]:
         links[f"class/thermal/thermal_zone{index}"] = (
             f"../../devices/virtual/thermal/thermal_zone{index}"
         )
-    battery = profile.battery
+    battery = profile.sim.battery
     power = "devices/platform/battery/power_supply/battery"
     links["class/power_supply/battery"] = f"../../{power}"
     files.update(
@@ -238,7 +241,7 @@ def _battery_mv(level: int) -> int:
 def cur_freq_files(profile: Profile, busy: bool) -> dict[str, str]:
     """scaling_cur_freq of each policy: the maximum under load, the minimum when idle."""
     out = {}
-    for cluster in profile.cpu.clusters:
+    for cluster in profile.sim.cpu.clusters:
         freq = cluster.max_freq_khz if busy else cluster.min_freq_khz
         policy = f"devices/system/cpu/cpufreq/policy{min(cluster.cpus)}"
         out[f"{policy}/scaling_cur_freq"] = f"{freq}\n"
@@ -267,10 +270,15 @@ class ShellLayout:
     nohup: str = "/usr/bin/nohup"
 
 
-def shell_scripts(profile: Profile, layout: ShellLayout) -> dict[str, str]:
-    """The phone's own commands for /system/bin, by name."""
+def shell_scripts(
+    profile: Profile, layout: ShellLayout, *, storage_free_mb: int | None = None
+) -> dict[str, str]:
+    """The phone's own commands for /system/bin, by name.
+
+    `storage_free_mb`: the free space df counts from (default: the profile's).
+    """
     q = shlex.quote
-    battery = profile.battery
+    battery = profile.sim.battery
     status = _BATTERY_STATUS[battery.status]
     ac = str(battery.plugged == "ac").lower()
     usb = str(battery.plugged == "usb").lower()
@@ -283,7 +291,9 @@ def shell_scripts(profile: Profile, layout: ShellLayout) -> dict[str, str]:
         '{ i = index($0, "="); if (i > 1 && substr($0, 1, 1) != "#") '
         "v[substr($0, 1, i - 1)] = substr($0, i + 1) }"
     )
-    free_bytes = profile.storage_free_mb * 1024 * 1024
+    if storage_free_mb is None:
+        storage_free_mb = profile.sim.storage_free_mb
+    free_bytes = storage_free_mb * 1024 * 1024
     data_dirs = f"{q(layout.data_tmp)} {q(layout.sdcard)}"
     scripts = {
         "getprop": f"""#!/bin/sh

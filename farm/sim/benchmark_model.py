@@ -8,9 +8,9 @@ memory lines, op-profiling tables) and exits as it does. Its first line names th
 says what is simulated:
 
 - engine `litert`: the CPU really runs the model with LiteRT at --num_threads; GPU, NNAPI and
-  Hexagon are simulated from the phone's profile;
-- engine `model`: no inference; every latency comes from the profile and the model's work
-  (multiply-accumulates per node) with noise, so many phones fit on a small host.
+  Hexagon are simulated from the phone's profile (its `sim:` settings);
+- engine `model`: no inference; every latency comes from the profile's `sim:` settings and the
+  model's work (multiply-accumulates per node) with noise, so many phones fit on a small host.
 
 Where it runs: FARM_SIM_STATE names the phone's state folder (profile.json, engine,
 faults.json, time_scale, running/); on the host FARM_SIM_PROFILE=<name> (and FARM_SIM_ENGINE)
@@ -35,7 +35,7 @@ from typing import Any
 
 from farm.errors import FarmError, ModelError
 from farm.models import ModelInfo, inspect_model
-from farm.profiles import Profile, get_profile
+from farm.profiles import Failure, Profile, SimSettings, get_profile
 from farm.sim import delegates_sim as ds
 
 TOOL = "benchmark_model"
@@ -328,6 +328,11 @@ class Phone:
     time_scale: float = 1.0
     cpu_lock: str = ""  # the lab's host CPU lock file as the phone sees it ("" outside a lab)
 
+    @property
+    def sim(self) -> SimSettings:
+        """How the lab simulates this phone (the profile's `sim:` section)."""
+        return self.profile.sim
+
     def faults(self) -> dict[str, Any]:
         """faults.json of the phone (empty on the host)."""
         if self.state is None:
@@ -606,7 +611,7 @@ class Benchmark:
             if name in always or verbose or p.has(real):
                 out.info(f"{flag.label}: [{_show(flag.type, p[real])}]")
             if name == "nnapi_accelerator_name" and p["use_nnapi"]:
-                nnapi = self.phone.profile.delegates.nnapi
+                nnapi = self.phone.sim.delegates.nnapi
                 if nnapi and nnapi.accelerators:
                     names = ",".join(a.name for a in nnapi.accelerators)
                     out.info(f"NNAPI accelerators available: [{names}]")
@@ -683,21 +688,24 @@ class Benchmark:
 
     def create_delegates(self) -> list[str]:
         """Providers that produce a delegate on this phone, in application order."""
-        out, delegates, p = self.out, self.phone.profile.delegates, self.p
+        out, delegates, p = self.out, self.phone.sim.delegates, self.p
         created: list[str] = []
         for name in self._requested():
+            # On Android the GPU and NNAPI delegates are always created; a phone without a
+            # usable GPU or NNAPI shows it when the delegate is applied.
             if name == "GPU":
-                if delegates.gpu is None:
-                    out.warn("GPU acceleration is unsupported on this platform.")
-                    continue
                 out.runtime("INFO", "Created TensorFlow Lite delegate for GPU.")
             elif name == "NNAPI":
-                if delegates.nnapi is None or not delegates.nnapi.accelerators:
-                    out.warn("NNAPI acceleration is unsupported on this platform.")
-                    continue
                 out.runtime("INFO", "Created TensorFlow Lite delegate for NNAPI.")
             elif name == "Hexagon":
                 if delegates.hexagon is None:
+                    # The Hexagon delegate loads libhexagon_interface.so when it is created.
+                    out.runtime(
+                        "ERROR",
+                        "Failed to load libhexagon_interface.so, Error: dlopen failed: "
+                        'library "libhexagon_interface.so" not found',
+                    )
+                    out.runtime("INFO", "Hexagon Delegate is not supported.\n")
                     out.warn(
                         "Could not create Hexagon delegate: platform may not support "
                         "delegate or required libraries are missing"
@@ -747,7 +755,7 @@ class Benchmark:
 
     def apply_delegates(self, model: ModelInfo, created: list[str]) -> Execution:
         """Apply each created delegate in turn, printing what the runtime and tool print."""
-        out, p, profile = self.out, self.p, self.phone.profile
+        out, p, sim = self.out, self.p, self.phone.sim
         if len(created) >= 2:
             out.info(f"Going to apply {len(created)} delegates one after another.")
         if not created and p["require_full_delegation"]:
@@ -763,17 +771,21 @@ class Benchmark:
                 plan = ds.plan_xnnpack(model)
                 acc = None
             elif name == "GPU":
-                acc = profile.delegates.gpu
-                assert acc is not None
+                # No GPU: the delegate still picks its nodes, then fails to initialise.
+                acc = sim.delegates.gpu or ds.NO_GPU
                 plan = ds.plan_accelerator(name, acc, model, max_partitions=max_parts)
                 if model.quantized and not p["gpu_experimental_enable_quant"]:
                     no_quant = acc.model_copy(update={"takes_quantized": False})
                     plan = ds.plan_accelerator(name, no_quant, model, max_partitions=max_parts)
+            elif name == "NNAPI" and not (sim.delegates.nnapi and sim.delegates.nnapi.accelerators):
+                # No NNAPI runtime: the delegate takes nothing (named accelerator or not).
+                acc = None
+                plan = ds.DelegatePlan(name="NNAPI", accelerator=None, node_count=model.node_count)
             elif name == "NNAPI":
                 requested = p["nnapi_accelerator_name"]
-                acc = ds.nnapi_accelerator(profile, requested)
+                acc = ds.nnapi_accelerator(sim, requested)
                 if acc is None:
-                    names = ",".join(a.name for a in profile.delegates.nnapi.accelerators)  # type: ignore[union-attr]
+                    names = ",".join(a.name for a in sim.delegates.nnapi.accelerators)  # type: ignore[union-attr]
                     out.runtime(
                         "ERROR",
                         f"Could not find the specified NNAPI accelerator: {requested}. "
@@ -787,7 +799,7 @@ class Benchmark:
                     raise Failed
                 plan = ds.plan_accelerator(name, acc, model, max_partitions=max_parts)
             else:  # Hexagon
-                acc = profile.delegates.hexagon
+                acc = sim.delegates.hexagon
                 assert acc is not None
                 plan = ds.plan_accelerator(name, acc, model, max_partitions=max_parts)
             # Nodes an earlier delegate took are gone from the graph this one sees.
@@ -797,8 +809,7 @@ class Benchmark:
             self._announce(plan, model, model.node_count - len(taken) + kernels)
             if name == "XNNPACK":
                 xnnpack = plan
-            else:
-                assert acc is not None
+            elif acc is not None:
                 applied.append(self._applied(plan, acc))
             taken |= plan.delegated
             kernels += len(plan.parts)
@@ -815,8 +826,7 @@ class Benchmark:
         if not plan.parts:
             plan.failure = None  # no delegate kernel is built, so none can fail
         if plan.name == "GPU":
-            gpu = self.phone.profile.delegates.gpu
-            assert gpu is not None
+            gpu = self.phone.sim.delegates.gpu or ds.NO_GPU
             backend = gpu.backend
             forced = self.p["gpu_backend"]
             if plan.refused:
@@ -836,7 +846,9 @@ class Benchmark:
                     + "\n"
                     + tail,
                 )
-            if (
+            if plan.parts and self.phone.sim.delegates.gpu is None:
+                plan.failure = self._no_gpu(forced)
+            elif (
                 plan.parts
                 and forced in ("cl", "gl")
                 and {"cl": "opencl", "gl": "gl"}[forced] != backend
@@ -861,6 +873,23 @@ class Benchmark:
                 f"{total} nodes with {len(plan.parts)} partitions.\n",
             )
         self._replacing(plan, total)
+
+    def _no_gpu(self, forced: str) -> Failure:
+        """What the GPU delegate meets on a phone without a usable GPU, and how it fails.
+
+        No OpenCL library (the ICD loader finds none either), and OpenGL ES below 3.1: the
+        delegate tries OpenCL, falls back to OpenGL unless a backend is forced, and its
+        kernel fails to initialise.
+        """
+        out = self.out
+        if forced != "gl":
+            out.runtime("INFO", ds.OPENCL_DLOPEN_FAILED)
+        if forced == "cl":
+            return Failure(when="always", kind="init_error", message=ds.OPENCL_MISSING)
+        if forced != "gl":
+            out.runtime("ERROR", ds.OPENCL_MISSING)
+            out.runtime("ERROR", "Falling back to OpenGL")
+        return Failure(when="always", kind="init_error", message=ds.OPENGL_TOO_OLD)
 
     def _report_application(self, plan: ds.DelegatePlan, model: ModelInfo) -> None:
         out = self.out
@@ -904,9 +933,9 @@ class Benchmark:
 
     def node_costs(self, ex: Execution) -> tuple[list[float], dict[int, float]]:
         """Simulated per-run cost: per CPU node (µs at one thread), per delegate partition."""
-        model, profile = ex.model, self.phone.profile
-        xnn = ds.cpu_node_us(model, profile, xnnpack=True)
-        plain = ds.cpu_node_us(model, profile, xnnpack=False)
+        model, sim = ex.model, self.phone.sim
+        xnn = ds.cpu_node_us(model, sim, xnnpack=True)
+        plain = ds.cpu_node_us(model, sim, xnnpack=False)
         in_xnn = ex.xnnpack.delegated if ex.xnnpack else set()
         cpu = [xnn[i] if i in in_xnn else plain[i] for i in range(model.node_count)]
         parts: dict[int, float] = {}
@@ -949,8 +978,7 @@ class Benchmark:
     def make_run(self, ex: Execution) -> Callable[[bool], int]:
         """A function doing one inference and returning its (reported) microseconds."""
         cpu, parts = self.node_costs(ex)
-        profile = self.phone.profile
-        threads = ds.effective_threads(self.p["num_threads"], profile)
+        threads = ds.effective_threads(self.p["num_threads"], self.phone.sim)
         cpu_nodes = ex.cpu_nodes()
         cpu_us = sum(cpu[i] for i in cpu_nodes) / threads
         delegate_us = sum(parts.values())
@@ -1172,7 +1200,7 @@ class Benchmark:
         """The two op-profiling sections; node times apportion each run by the cost model."""
         model = ex.model
         cpu, parts = self.node_costs(ex)
-        threads = ds.effective_threads(self.p["num_threads"], self.phone.profile)
+        threads = ds.effective_threads(self.p["num_threads"], self.phone.sim)
         rows: list[tuple[str, str, float]] = []  # type, name, share of a run
         xnn_parts = ex.xnnpack.parts if ex.xnnpack and not ex.applied else []
         in_xnn = {i: k for k, part in enumerate(xnn_parts) for i in part}
@@ -1222,9 +1250,7 @@ class Benchmark:
         self.out.raw(_profile_text([(t, n) for t, n, _ in rows], per_node, totals) + "\n")
 
 
-def _backend_failure(forced: str) -> Any:
-    from farm.profiles import Failure
-
+def _backend_failure(forced: str) -> Failure:
     message = (
         'OpenCL library not loaded - dlopen failed: library "libOpenCL.so" not found'
         if forced == "cl"

@@ -1,6 +1,6 @@
 """How delegates treat a model on a virtual phone: which nodes they take, how fast, how they fail.
 
-Pure logic for the benchmark_model stand-in: a profile's delegate section (farm.profiles) and a
+Pure logic for the benchmark_model stand-in: a profile's `sim:` settings (farm.profiles) and a
 model's op sequence (farm.models.ModelInfo) in, a `DelegatePlan` out. Partitions are the maximal
 runs of accepted nodes in execution order (the sample models are chains, where this is what the
 TFLite partitioner yields).
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from farm.models import ModelInfo
-from farm.profiles import Accelerator, Failure, Profile
+from farm.profiles import Accelerator, Failure, Gpu, SimSettings
 
 # Ops the XNNPACK delegate takes (TFLite's xnnpack_delegate.cc, float and QS8 kernels).
 XNNPACK_OPS = frozenset(
@@ -27,6 +27,25 @@ XNNPACK_OPS = frozenset(
         "STRIDED_SLICE", "SUB", "TANH", "TRANSPOSE", "TRANSPOSE_CONV",
     }
 )  # fmt: skip
+
+# The GPU delegate's ops as the shipped profiles give them; it partitions a graph with these on a
+# phone whose profile has no GPU (`gpu: null`), before it finds no GPU to run them on.
+GPU_DELEGATE_OPS = (
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+    "HARD_SWISH", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "RELU", "RELU6", "RESHAPE",
+    "RESIZE_BILINEAR", "SOFTMAX", "SUB", "TANH", "TRANSPOSE_CONV",
+)  # fmt: skip
+NO_GPU = Gpu(ops=list(GPU_DELEGATE_OPS))
+
+# What the GPU delegate logs on a phone without OpenCL and with OpenGL ES below 3.1 (TFLite's
+# opencl_wrapper.cc and gl/api2.cc): dlopen of libOpenCL.so (and the Pixel and car variants)
+# fails, the ICD loader finds no clGetPlatformIDs, and the OpenGL backend needs ES 3.1.
+OPENCL_DLOPEN_FAILED = (
+    'Failed to load OpenCL library with dlopen: dlopen failed: library "libOpenCL-car.so" not '
+    "found. Trying ICD loader."
+)
+OPENCL_MISSING = "Can not open OpenCL library on this device - undefined symbol: clSetPerfHintQCOM"
+OPENGL_TOO_OLD = "OpenGL ES 3.1 or above is required to use OpenGL inference."
 
 KERNEL_NAMES = {
     "XNNPACK": "TfLiteXNNPackDelegate",
@@ -140,9 +159,9 @@ def plan_xnnpack(model: ModelInfo) -> DelegatePlan:
     )
 
 
-def nnapi_accelerator(profile: Profile, requested: str) -> Accelerator | None:
+def nnapi_accelerator(sim: SimSettings, requested: str) -> Accelerator | None:
     """The NNAPI accelerator a run uses: the named one, else the runtime's first choice."""
-    nnapi = profile.delegates.nnapi
+    nnapi = sim.delegates.nnapi
     if nnapi is None or not nnapi.accelerators:
         return None
     if not requested:
@@ -163,14 +182,14 @@ NODE_OVERHEAD_US = 2.0
 PARTITION_OVERHEAD_US = 120.0  # hand-over between CPU and a delegate, per partition
 
 
-def effective_threads(num_threads: int, profile: Profile) -> float:
+def effective_threads(num_threads: int, sim: SimSettings) -> float:
     """How many single-core equivalents `num_threads` yields on this CPU."""
-    cores = sum(len(c.cpus) for c in profile.cpu.clusters) or 1
+    cores = sum(len(c.cpus) for c in sim.cpu.clusters) or 1
     n = 1 if num_threads <= 0 else min(num_threads, cores)
-    return 1.0 + profile.cpu.thread_scaling * (n - 1)
+    return 1.0 + sim.cpu.thread_scaling * (n - 1)
 
 
-def cpu_node_us(model: ModelInfo, profile: Profile, *, xnnpack: bool) -> list[float]:
+def cpu_node_us(model: ModelInfo, sim: SimSettings, *, xnnpack: bool) -> list[float]:
     """Single-thread CPU time of each node on this phone, in microseconds."""
-    rate = MACS_PER_US[("int" if model.quantized else "float", xnnpack)] * profile.cpu.speed
+    rate = MACS_PER_US[("int" if model.quantized else "float", xnnpack)] * sim.cpu.speed
     return [macs / rate + NODE_OVERHEAD_US for macs in model.node_macs]

@@ -8,6 +8,8 @@ token from the state folder). A phone killed for real can be restarted on the sa
 and folder (`Lab.restart`), as a phone that rebooted. All phones of a lab share one host CPU
 lock file (`cpu.lock` in the state folder), which the litert engine holds while it times
 inferences. Host processes of a lab that is not detached die with the process that started it.
+`down` returns only once every process of the lab is gone: what does not stop when asked is
+killed with SIGKILL after a grace period, and `down` says so.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from farm.errors import ConfigError, LabError
 
 STATE_FILE = "lab.json"
 CPU_LOCK_FILE = "cpu.lock"
+KILL_WAIT_S = 5.0  # how long a process killed with SIGKILL may take to be gone
+ADB_ANSWER_S = 3.0  # adb disconnect / kill-server on a server that answers take milliseconds
 PR_SET_PDEATHSIG = 1
 DEFAULT_PHONE_OS = "farm.sim.phone_os:PhoneOS"
 EMULATOR_PORTS = range(5554, 5586)  # adb servers scan these by themselves
@@ -202,6 +206,38 @@ def _pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until none of `pids` is alive (a zombie counts as gone); those alive after timeout."""
+    deadline = time.monotonic() + timeout
+    while (alive := [pid for pid in pids if _pid_alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return alive
+
+
+def _adb_server_args(port: int) -> list[str]:
+    """What the command line of an adb server listening on `port` holds (adb 29 to 36)."""
+    return ["fork-server", f"tcp:{port}"]
+
+
+def adb_server_pid(port: int) -> int:
+    """The pid of the adb server process listening on `port` (adb start-server), else 0."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _is_adb_server(int(entry), port):
+            return int(entry)
+    return 0
+
+
+def _is_adb_server(pid: int, port: int) -> bool:
+    """True when `pid` is alive and is the adb server of `port` (not a recycled pid)."""
+    if pid <= 0 or not _pid_alive(pid):
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return all(arg in args for arg in _adb_server_args(port))
+
+
 @dataclass
 class LabPhone:
     """One phone of a lab as its state file records it."""
@@ -235,6 +271,7 @@ class Lab:
     phones: list[LabPhone] = field(default_factory=list)
     hosts: list[_Host] = field(default_factory=list)
     started_adb_server: bool = False
+    adb_server_pid: int = 0  # the server's pid when the lab started it
     profile_dir: str = ""  # "" for the shipped device_profiles/
     detached: bool = False
     phone_os: str = DEFAULT_PHONE_OS
@@ -318,7 +355,8 @@ class Lab:
             lab._save()
             lab._attach(deadline, expect_unauthorized=_unauthorized_indexes(faults))
         except BaseException:
-            lab.down()
+            with contextlib.suppress(LabError):  # the error that stopped the start comes first
+                lab.down()
             raise
         return lab
 
@@ -434,6 +472,7 @@ class Lab:
             if result.returncode != 0:
                 raise LabError(f"cannot start adb server on port {self.adb_port}: {result.stderr}")
             self.started_adb_server = True
+            self.adb_server_pid = adb_server_pid(self.adb_port)
             self._save()
         for phone in self.phones:
             result = self.adb("connect", phone.serial)
@@ -564,35 +603,59 @@ class Lab:
         ]
 
     # Stopping.
-    def down(self, timeout: float = 10.0) -> None:
-        """Detach the phones, stop every process the lab started and clear its state."""
+    def down(self, timeout: float = 10.0) -> list[str]:
+        """Detach the phones, stop every process the lab started and clear its state.
+
+        Hosts get SIGTERM and `timeout` seconds to stop their phones; a host still running then,
+        a process of a phone that outlived its host and an adb server the lab started that does
+        not stop on `adb kill-server` are killed with SIGKILL. Returns one line for each such
+        kill (empty when everything stopped when asked), once none of them is left; a LabError
+        names the processes that even SIGKILL did not end (the state is kept: run it again).
+        """
+        said: list[str] = []
         if self.phones and _port_in_use(self.adb_port):
             for phone in self.phones:
-                with contextlib.suppress(LabError):
-                    self.adb("disconnect", phone.serial, timeout=10)
-        pids = {h.pid for h in self.hosts}
-        for pid in pids:
-            if _pid_is_host(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(_pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        for pid in pids:
-            if _pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-        for pid in pids:  # reap our own children
+                try:
+                    self.adb("disconnect", phone.serial, timeout=ADB_ANSWER_S)
+                except LabError:
+                    break  # the server does not answer; the phones' ends close with their hosts
+        hosts = [h.pid for h in self.hosts if _pid_is_host(h.pid)]
+        for pid in hosts:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        late = _wait_gone(hosts, timeout)
+        for pid in late:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # the host leads its process group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if late:
+            said.append(
+                f"lab host(s) {', '.join(map(str, late))} did not stop within {timeout:g} s "
+                "of SIGTERM: killed with SIGKILL"
+            )
+        left = _wait_gone(late, KILL_WAIT_S)
+        for pid in {h.pid for h in self.hosts}:  # reap our own children
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)
         # A host that had to be killed could not end its phones' sandboxes: end them here.
         # (A phone's processes name it as its host named it, 127.0.0.1:PORT.)
-        left = end_phone_processes({f"127.0.0.1:{p.port}" for p in self.phones}, timeout=timeout)
+        serials = {f"127.0.0.1:{p.port}" for p in self.phones}
+        if strays := phone_processes(serials):
+            left += end_phone_processes(serials, timeout=KILL_WAIT_S)
+            said.append(
+                f"{len(strays)} process(es) of the lab's phones outlived their host: "
+                "killed with SIGKILL"
+            )
+        if self.started_adb_server:
+            left += self._stop_adb_server(said)
+        for line in said:
+            log.warning("%s", line)
         if left:
-            log.warning("processes of the lab's phones did not end: %s", left)
-        if self.started_adb_server and _port_in_use(self.adb_port):
-            with contextlib.suppress(LabError):
-                self.adb("kill-server", timeout=10)
+            raise LabError(
+                f"processes of the lab in {self.dir} did not end even with SIGKILL: "
+                f"{', '.join(map(str, sorted(set(left))))} (run `farm lab down` again)"
+            )
         _remove_tree(self.dir / "phones")
         shutil.rmtree(self.dir / "hosts", ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
@@ -601,6 +664,26 @@ class Lab:
             (self.dir / STATE_FILE).unlink()
         self.phones.clear()
         self.hosts.clear()
+        return said
+
+    def _stop_adb_server(self, said: list[str]) -> list[int]:
+        """Stop the adb server the lab started: kill-server, then SIGKILL; the pids left."""
+        pid = self.adb_server_pid if _is_adb_server(self.adb_server_pid, self.adb_port) else 0
+        answered = True
+        if _port_in_use(self.adb_port):
+            try:
+                self.adb("kill-server", timeout=ADB_ANSWER_S)
+            except LabError:
+                answered = False
+        if not pid or not _wait_gone([pid], KILL_WAIT_S if answered else 0.0):
+            return []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        said.append(
+            f"adb server {pid} (port {self.adb_port}) did not stop on adb kill-server: "
+            "killed with SIGKILL"
+        )
+        return _wait_gone([pid], KILL_WAIT_S)
 
     # State.
     def _save(self) -> None:
@@ -609,6 +692,7 @@ class Lab:
             "adb_path": self.adb_path,
             "engine": self.engine,
             "started_adb_server": self.started_adb_server,
+            "adb_server_pid": self.adb_server_pid,
             "profile_dir": self.profile_dir,
             "detached": self.detached,
             "phone_os": self.phone_os,
@@ -638,6 +722,7 @@ class Lab:
             phones=[LabPhone(**p) for p in data["phones"]],
             hosts=[_Host(**h) for h in data["hosts"]],
             started_adb_server=data.get("started_adb_server", False),
+            adb_server_pid=data.get("adb_server_pid", 0),
             profile_dir=data.get("profile_dir", ""),
             detached=data.get("detached", True),
             phone_os=data.get("phone_os", DEFAULT_PHONE_OS),

@@ -168,7 +168,7 @@ class PhoneOS:
         self._storage_free_mb: int | None = None  # what df counts from while a disk is full
         self._groups: set[int] = set()
         self._userns_fds: tuple[int, ...] = ()  # (owner of the namespaces, the sandbox's own)
-        self._temps = [zone.idle_c for zone in profile.thermal]
+        self._temps = [zone.idle_c for zone in profile.sim.thermal]
         self._busy = False
         self._prepare()
         if confine is None and not self.confined:
@@ -259,10 +259,10 @@ class PhoneOS:
 
     def _write_scripts(self) -> None:
         bin_dir = self.root / "system" / "bin"
-        profile = self.profile
-        if self._storage_free_mb is not None:
-            profile = profile.model_copy(update={"storage_free_mb": self._storage_free_mb})
-        for name, text in af.shell_scripts(profile, self._layout()).items():
+        scripts = af.shell_scripts(
+            self.profile, self._layout(), storage_free_mb=self._storage_free_mb
+        )
+        for name, text in scripts.items():
             path = bin_dir / name
             _atomic_write(path, text)
             path.chmod(0o755)
@@ -337,7 +337,7 @@ class PhoneOS:
 
     def free_bytes(self) -> int:
         """Space left on /data: the profile's free space minus what is stored."""
-        return max(0, self.profile.storage_free_mb * MIB - self.used_bytes())
+        return max(0, self.profile.sim.storage_free_mb * MIB - self.used_bytes())
 
     def set_storage_free(self, free: int | None) -> None:
         """Make df show at most `free` bytes left on /data (a full disk); None: the profile's."""
@@ -777,13 +777,14 @@ class PhoneOS:
     def temperatures(self) -> dict[str, float]:
         """Current temperature of each thermal zone, by zone type, in °C."""
         return {
-            zone.type: temp for zone, temp in zip(self.profile.thermal, self._temps, strict=True)
+            zone.type: temp
+            for zone, temp in zip(self.profile.sim.thermal, self._temps, strict=True)
         }
 
     def tick(self, seconds: float) -> None:
         """Advance the thermal state by `seconds`: heat under load, cool toward idle otherwise."""
         busy = self.busy()
-        for index, zone in enumerate(self.profile.thermal):
+        for index, zone in enumerate(self.profile.sim.thermal):
             temp = self._temps[index]
             if busy:
                 temp = min(zone.max_c, temp + zone.heat_per_s * seconds)
@@ -802,11 +803,11 @@ class PhoneOS:
             if force or path.read_text() != text:
                 _atomic_write(path, text)
         heat = max(
-            (t - z.idle_c for z, t in zip(self.profile.thermal, self._temps, strict=True)),
+            (t - z.idle_c for z, t in zip(self.profile.sim.thermal, self._temps, strict=True)),
             default=0.0,
         )
         battery = sys_dir / af.battery_temp_file()
-        text = f"{round((self.profile.battery.temperature_c + 0.3 * heat) * 10)}\n"
+        text = f"{round((self.profile.sim.battery.temperature_c + 0.3 * heat) * 10)}\n"
         if force or battery.read_text() != text:
             _atomic_write(battery, text)
         if force:

@@ -184,9 +184,9 @@ def test_stand_in_runs_through_adb_shell(start_lab, adb_server):
 
 
 def test_banner_and_exit_status():
-    profile = get_profile("pixel_7").model_copy(
-        update={"features": ["shell_v2", "delayed_ack", "stat_v2", "sendrecv_v2"]}
-    )
+    pixel = get_profile("pixel_7")
+    features = ["shell_v2", "delayed_ack", "stat_v2", "sendrecv_v2"]
+    profile = pixel.model_copy(update={"sim": pixel.sim.model_copy(update={"features": features})})
     text = banner(profile).decode()
     assert text.startswith("device::ro.product.name=panther;ro.product.model=Pixel 7;")
     assert text.endswith("features=shell_v2,stat_v2")  # never what adbd here cannot do

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,8 +14,14 @@ from pathlib import Path
 import pytest
 
 from farm.errors import ConfigError, LabError
-from farm.sim.lab import Lab, parse_profile_specs
-from farm.sim.testing import AdbServer, processes_with, wait_until_gone, wait_until_present
+from farm.sim.lab import Lab, adb_server_pid, parse_profile_specs, phone_processes
+from farm.sim.testing import (
+    AdbServer,
+    free_port,
+    processes_with,
+    wait_until_gone,
+    wait_until_present,
+)
 
 pytestmark = pytest.mark.lab
 FARM = [sys.executable, "-m", "farm.cli.main"]
@@ -121,6 +128,7 @@ def test_farm_lab_cli_up_status_fault_down(adb_server: AdbServer, tmp_path: Path
         down = farm(adb_server, "lab", "down", "--dir", lab_dir)
     assert down.returncode == 0, down.stderr
     assert "2 phone(s) stopped" in down.stdout
+    assert down.stderr == ""  # everything stopped when asked: nothing had to be killed
     assert not any(_alive(p["pid"]) for p in phones)
     assert not any(p["serial"] in adb_server.adb("devices").stdout for p in phones)
     assert processes_with(lab_dir) == []
@@ -334,3 +342,56 @@ def test_end_phone_processes_ends_only_the_named_phones():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 9)
             proc.wait()
+
+
+def test_down_returns_once_every_process_is_gone_and_says_what_it_killed(
+    adb_server: AdbServer, tmp_path: Path
+):
+    """Processes of the lab that do not stop when asked (a lab host and the adb server the lab
+    started, stopped here with SIGSTOP as hung ones would be) are killed with SIGKILL, and down
+    says so. When down returns no process of the lab is left, so `down` then `up` on the same
+    adb port and folder works at once."""
+    port = free_port()
+    env = {**adb_server.env, "ANDROID_ADB_SERVER_PORT": str(port)}
+
+    def start() -> Lab:  # on a port where no adb server runs: the lab starts one
+        return Lab.start(
+            ["pixel_7", "pixel_7"],
+            per_process=True,
+            adb_port=port,
+            adb_path=adb_server.adb_path,
+            env=env,
+            directory=tmp_path / "lab",
+        )
+
+    lab = start()
+    assert lab.started_adb_server and adb_server_pid(port) == lab.adb_server_pid > 0
+    serials = {p.serial for p in lab.phones}
+    for phone in lab.phones:
+        lab.adb("-s", phone.serial, "shell", "nohup sleep 9876801 >/dev/null 2>&1 &")
+    assert len(wait_until_present("9876801")) == 2
+    stuck = [lab.hosts[0].pid, lab.adb_server_pid]
+    for pid in stuck:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        said = lab.down(timeout=1)
+    finally:
+        for pid in stuck:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    # Right away, without waiting: nothing of the lab runs.
+    assert [pid for pid in stuck if _alive(pid)] == []
+    assert processes_with(str(tmp_path / "lab")) == []
+    assert phone_processes(serials) == []
+    assert processes_with("9876801") == []
+    assert adb_server_pid(port) == 0
+    assert len(said) == 2, said
+    assert f"lab host(s) {stuck[0]} did not stop" in said[0] and "SIGKILL" in said[0]
+    assert f"adb server {stuck[1]} (port {port})" in said[1] and "SIGKILL" in said[1]
+    again = start()
+    try:
+        assert again.started_adb_server
+        assert {row["state"] for row in again.status()} == {"device"}
+    finally:
+        assert again.down() == []  # a lab that stops when asked: nothing to say
+    assert processes_with(str(tmp_path / "lab")) == [] and adb_server_pid(port) == 0

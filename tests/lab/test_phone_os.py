@@ -185,7 +185,7 @@ def test_dumpsys_battery_has_the_real_format(phone: PhoneOS):
     real = Path("/work/shared/corpus/adb_outputs/003_dumpsys_battery_unknown_device.txt")
     keys = [line.split(":")[0] for line in out.splitlines()]
     assert keys == [line.split(":")[0] for line in real.read_text().splitlines() if line]
-    battery = phone.profile.battery
+    battery = phone.profile.sim.battery
     assert f"  level: {battery.level}" in out.splitlines()
     assert f"  temperature: {round(battery.temperature_c * 10)}" in out.splitlines()
     assert "  USB powered: true" in out.splitlines()
@@ -197,11 +197,11 @@ def test_proc_and_sys_from_the_profile(phone: PhoneOS):
     profile = phone.profile
     assert run(phone, "cat /proc/cpuinfo")[1] == af.cpuinfo(profile)
     rc, out, _ = run(phone, "cat /sys/class/thermal/thermal_zone*/type")
-    assert out.split() == [zone.type for zone in profile.thermal]
+    assert out.split() == [zone.type for zone in profile.sim.thermal]
     rc, out, _ = run(phone, "cat /sys/class/thermal/thermal_zone0/temp")
-    assert out == f"{round(profile.thermal[0].idle_c * 1000)}\n"
+    assert out == f"{round(profile.sim.thermal[0].idle_c * 1000)}\n"
     rc, out, _ = run(phone, "cat /sys/devices/system/cpu/cpu7/cpufreq/cpuinfo_max_freq")
-    assert out == f"{profile.cpu.clusters[-1].max_freq_khz}\n"
+    assert out == f"{profile.sim.cpu.clusters[-1].max_freq_khz}\n"
     assert run(phone, "cat /sys/devices/system/cpu/possible")[1] == "0-7\n"
 
 
@@ -320,7 +320,7 @@ def test_kill_all_ends_the_sandbox_and_each_one_after_a_reboot(phone: PhoneOS):
 # Thermal state.
 @confined_only
 def test_benchmark_marker_heats_the_phone_and_it_cools_after(phone: PhoneOS):
-    zones = phone.profile.thermal
+    zones = phone.profile.sim.thermal
 
     async def scenario() -> None:
         phone.tick_s = 0.02

@@ -60,7 +60,8 @@ RE_MEMORY = re.compile(
 def _profile(**delegates: object) -> Profile:
     """pixel_7's identity with the delegates a test needs."""
     base = get_profile("pixel_7")
-    return base.model_copy(update={"delegates": base.delegates.model_copy(update=delegates)})
+    sim = base.sim.model_copy(update={"delegates": base.sim.delegates.model_copy(update=delegates)})
+    return base.model_copy(update={"sim": sim})
 
 
 def _gpu(ops: list[str] = MOBILE_OPS, **kw: object) -> Gpu:
@@ -339,13 +340,85 @@ def test_gpu_full_delegation_and_max_partitions(tmp_path: Path) -> None:
     assert "Replacing 4 out of 7 node(s)" in proc.stdout and "w/ 1 delegate kernels" in proc.stdout
 
 
-def test_missing_gpu_falls_back_to_cpu_as_the_real_tool(tmp_path: Path) -> None:
-    proc = run_tool(
-        tmp_path, [f"--graph={INT8}", "--use_gpu=true", *SHORT], profile=_profile(gpu=None)
+def test_missing_gpu_fails_to_initialise_as_on_android(tmp_path: Path) -> None:
+    """No OpenCL and OpenGL ES below 3.1: on Android the GPU delegate is still created, tries
+    OpenCL, falls back to OpenGL and fails to initialise; the run fails, it never runs on CPU."""
+    no_gpu = _profile(gpu=None)
+    proc = run_tool(tmp_path, [f"--graph={INT8}", "--use_gpu=true", *SHORT], profile=no_gpu)
+    out = proc.stdout
+    assert proc.returncode == 1, out
+    assert "GPU acceleration is unsupported" not in out  # what a non-Android build prints
+    assert (
+        "INFO: Created TensorFlow Lite delegate for GPU.\nINFO: GPU delegate created.\n"
+        'INFO: Failed to load OpenCL library with dlopen: dlopen failed: library "libOpenCL-car.so"'
+        " not found. Trying ICD loader.\n"
+        "ERROR: Can not open OpenCL library on this device - undefined symbol: clSetPerfHintQCOM\n"
+        "ERROR: Falling back to OpenGL\n"
+        "ERROR: TfLiteGpuDelegate Init: OpenGL ES 3.1 or above is required to use OpenGL "
+        "inference.\nINFO: Created 0 GPU delegate kernels.\n"
+        "ERROR: TfLiteGpuDelegate Prepare: delegate is not initialized\n"
+        "ERROR: Node number 31 (TfLiteGpuDelegateV2) failed to prepare.\n"
+        "ERROR: Restored original execution plan after delegate application failure.\n"
+        "ERROR: Failed to apply GPU delegate.\nERROR: Benchmarking failed.\n"
+    ) in out
+    assert "Inference timings" not in out
+    parsed = _parsed(out)
+    if parsed is not None:
+        assert parsed.status == "failed" and parsed.failure_kind == "delegate_failed"
+        assert parsed.errors[0].startswith("Can not open OpenCL library on this device")
+        (gpu,) = parsed.delegation.delegates
+        assert (gpu.name, gpu.failed, gpu.coverage) == ("GPU", True, "none")
+    # A forced backend fails on its own, without falling back.
+    forced = {
+        backend: run_tool(
+            tmp_path / backend,
+            [f"--graph={INT8}", "--use_gpu=true", f"--gpu_backend={backend}", *SHORT],
+            profile=no_gpu,
+        ).stdout
+        for backend in ("cl", "gl")
+    }
+    assert "Falling back to OpenGL" not in forced["cl"]
+    assert (
+        "ERROR: TfLiteGpuDelegate Init: Can not open OpenCL library on this device" in forced["cl"]
     )
-    assert proc.returncode == 0, proc.stdout
-    assert "WARN: GPU acceleration is unsupported on this platform." in proc.stdout
-    assert "Explicitly applied" not in proc.stdout and RE_SUMMARY.search(proc.stdout)
+    assert "OpenCL" not in forced["gl"].split("Initialized TensorFlow")[1]
+    assert "ERROR: TfLiteGpuDelegate Init: OpenGL ES 3.1 or above is required" in forced["gl"]
+    assert all(out.endswith("ERROR: Benchmarking failed.\n") for out in forced.values())
+
+
+def test_emulator_profile_gpu_fails_with_the_tools_words(tmp_path: Path) -> None:
+    proc = run_tool(
+        tmp_path,
+        [f"--graph={FLOAT}", "--use_gpu=true", *SHORT],
+        profile=get_profile("emulator_x86_64"),
+        engine="model",
+    )
+    assert proc.returncode == 1, proc.stdout
+    assert "ERROR: Failed to apply GPU delegate." in proc.stdout
+
+
+def test_missing_nnapi_takes_nothing_as_on_android(tmp_path: Path) -> None:
+    """No NNAPI runtime: the delegate is created and takes no node, named accelerator or not."""
+    for index, extra in enumerate([[], ["--nnapi_accelerator_name=qti-dsp"]]):
+        proc = run_tool(
+            tmp_path / str(index),
+            [f"--graph={INT8}", "--use_nnapi=true", *extra, *SHORT],
+            profile=_profile(nnapi=None),
+            engine="model",
+        )
+        out = proc.stdout
+        assert proc.returncode == 0, out
+        assert "NNAPI acceleration is unsupported" not in out  # what a non-Android build prints
+        assert "INFO: Created TensorFlow Lite delegate for NNAPI.\n" in out
+        assert (
+            "INFO: Though NNAPI delegate is explicitly applied, the model graph will not be "
+            "executed by the delegate.\n" in out
+        )
+        parsed = _parsed(out)
+        if parsed is not None:
+            assert parsed.status == "ok"
+            (nnapi,) = parsed.delegation.delegates
+            assert (nnapi.name, nnapi.failed, nnapi.coverage) == ("NNAPI", False, "none")
 
 
 def _nnapi(*accelerators: Accelerator) -> Nnapi:
@@ -402,6 +475,10 @@ def test_unknown_nnapi_accelerator(tmp_path: Path) -> None:
         "Must be one of: {nnapi-reference}." in proc.stdout
     )
     assert "ERROR: Failed to apply NNAPI delegate." in proc.stdout
+    parsed = _parsed(proc.stdout)
+    if parsed is not None:
+        assert parsed.status == "failed" and parsed.failure_kind == "delegate_failed"
+        assert parsed.errors[0].startswith("Could not find the specified NNAPI accelerator")
 
 
 def test_gpu_init_error_fails_the_run(tmp_path: Path) -> None:
@@ -449,7 +526,19 @@ def test_hexagon_takes_quantized_only(tmp_path: Path) -> None:
         profile=_profile(hexagon=None),
         engine="model",
     )
-    assert "WARN: Could not create Hexagon delegate" in proc.stdout and proc.returncode == 0
+    # No Hexagon libraries: the delegate is not created and the run goes on on the CPU.
+    assert proc.returncode == 0, proc.stdout
+    assert (
+        "ERROR: Failed to load libhexagon_interface.so, Error: dlopen failed: library "
+        '"libhexagon_interface.so" not found\nINFO: Hexagon Delegate is not supported.\n\n'
+        "WARN: Could not create Hexagon delegate: platform may not support delegate or required "
+        "libraries are missing\n"
+    ) in proc.stdout
+    parsed = _parsed(proc.stdout)
+    if parsed is not None:
+        assert parsed.status == "ok"
+        assert "Hexagon" not in [d.name for d in parsed.delegation.delegates]  # not applied
+        assert any("Could not create Hexagon delegate" in w for w in parsed.warnings)
 
 
 # ------------------------------------------------------------------- crashes, faults, signals

@@ -52,9 +52,9 @@ def test_profile_has_what_the_orchestrator_reads(name: str):
     assert f":{profile.props['ro.build.version.release']}/" in fingerprint
     assert profile.props["ro.product.cpu.abi"] == profile.abis[0]
     # Every CPU of the clusters is described once, numbered from 0.
-    cpus = sorted(c for cluster in profile.cpu.clusters for c in cluster.cpus)
+    cpus = sorted(c for cluster in profile.sim.cpu.clusters for c in cluster.cpus)
     assert cpus == list(range(len(cpus)))
-    for zone in profile.thermal:
+    for zone in profile.sim.thermal:
         assert zone.idle_c < zone.max_c
     # The profile recognises a device that reports its own props, and only that profile does.
     assert match_profile(af.device_props(profile, "X")) is profile
@@ -70,10 +70,10 @@ def test_emulator_profile():
     assert emu.props["ro.kernel.qemu"] == "1"
     assert emu.props["ro.hardware"] == "ranchu"
     assert emu.abis == ["x86_64", "arm64-v8a"]
-    assert emu.delegates.gpu is None
-    assert emu.delegates.hexagon is None
-    assert emu.delegates.nnapi is not None
-    assert [a.name for a in emu.delegates.nnapi.accelerators] == ["nnapi-reference"]
+    assert emu.sim.delegates.gpu is None
+    assert emu.sim.delegates.hexagon is None
+    assert emu.sim.delegates.nnapi is not None
+    assert [a.name for a in emu.sim.delegates.nnapi.accelerators] == ["nnapi-reference"]
 
 
 def test_phones_are_not_emulators():
@@ -81,31 +81,31 @@ def test_phones_are_not_emulators():
         profile = get_profile(name)
         assert not profile.emulator
         assert profile.props.get("ro.kernel.qemu", "") == ""
-        assert profile.delegates.gpu is not None
-        assert profile.thermal
+        assert profile.sim.delegates.gpu is not None
+        assert profile.sim.thermal
 
 
 def test_galaxy_s23_delegates():
     s23 = get_profile("galaxy_s23")
     assert (s23.props["ro.soc.model"], s23.props["ro.board.platform"]) == ("SM8550", "kalama")
-    assert s23.delegates.gpu is not None and "740" in s23.delegates.gpu.renderer
-    assert s23.delegates.hexagon is not None
-    assert not s23.delegates.hexagon.takes_float
-    assert s23.delegates.nnapi is not None
-    rejecting = [a for a in s23.delegates.nnapi.accelerators if a.failures]
+    assert s23.sim.delegates.gpu is not None and "740" in s23.sim.delegates.gpu.renderer
+    assert s23.sim.delegates.hexagon is not None
+    assert not s23.sim.delegates.hexagon.takes_float
+    assert s23.sim.delegates.nnapi is not None
+    rejecting = [a for a in s23.sim.delegates.nnapi.accelerators if a.failures]
     assert rejecting, "an NNAPI accelerator of the S23 must reject something"
     assert "ANEURALNETWORKS_" in rejecting[0].failures[0].message
 
 
 def test_galaxy_a54_failure_modes():
     a54 = get_profile("galaxy_a54")
-    assert a54.delegates.hexagon is None
-    assert a54.delegates.nnapi is not None
+    assert a54.sim.delegates.hexagon is None
+    assert a54.sim.delegates.nnapi is not None
     quantized = [
-        f for a in a54.delegates.nnapi.accelerators for f in a.failures if f.when == "quantized"
+        f for a in a54.sim.delegates.nnapi.accelerators for f in a.failures if f.when == "quantized"
     ]
     assert quantized and "ANEURALNETWORKS_BAD_DATA" in quantized[0].message
-    gpu = a54.delegates.gpu
+    gpu = a54.sim.delegates.gpu
     assert gpu is not None and "Mali-G68" in gpu.renderer
     crash = [f for f in gpu.failures if f.kind == "crash"]
     assert crash and crash[0].when == "has_op" and crash[0].op == "CUMSUM"
@@ -165,7 +165,7 @@ def test_sysfs_tree():
     assert files["devices/system/cpu/possible"] == "0-7\n"
     assert files["devices/system/cpu/cpufreq/policy7/cpuinfo_max_freq"] == "3360000\n"
     assert links["devices/system/cpu/cpu6/cpufreq"] == "../cpufreq/policy5"
-    for index, zone in enumerate(profile.thermal):
+    for index, zone in enumerate(profile.sim.thermal):
         base = f"devices/virtual/thermal/thermal_zone{index}"
         assert files[f"{base}/type"] == zone.type + "\n"
         assert files[f"{base}/temp"] == f"{round(zone.idle_c * 1000)}\n"
@@ -251,7 +251,7 @@ def test_resolve_follows_symlinks_as_the_phone(phone: PhoneOS):
 
 # Storage, faults, properties.
 def test_free_bytes_counts_what_is_stored(phone: PhoneOS):
-    full = phone.profile.storage_free_mb * 1024 * 1024
+    full = phone.profile.sim.storage_free_mb * 1024 * 1024
     assert phone.free_bytes() == full
     (phone.root / "data/local/tmp/a.bin").write_bytes(b"\0" * 3000)
     (phone.root / "sdcard/d").mkdir()
@@ -288,7 +288,7 @@ def test_getprop_on_the_host(phone: PhoneOS):
 
 # Thermal model.
 def test_temperature_rises_under_load_and_falls_back(phone: PhoneOS):
-    zones = phone.profile.thermal
+    zones = phone.profile.sim.thermal
     idle = {z.type: z.idle_c for z in zones}
     assert phone.temperatures() == idle
     marker = phone.state_dir / "running" / str(os.getpid())  # a live process

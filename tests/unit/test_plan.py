@@ -12,7 +12,6 @@ from farm.android.info import DeviceInfo
 from farm.bench.plan import Cell, ModelRef, is_qualcomm, make_plan, unsupported_reason
 from farm.config import Config, DelegateSpec
 from farm.errors import InputError
-from farm.profiles import Delegates, get_profile
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -69,24 +68,46 @@ def test_cell_key_is_stable():
     assert moved.key == cell.key
 
 
-def test_profile_without_gpu_makes_gpu_unsupported():
-    emulator = get_profile("pixel_7").model_copy(
-        update={"name": "emu_like", "emulator": True, "delegates": Delegates()}
-    )
-    emu = device("emulator-5554", abis=("x86_64",), emulator=True, profile="emu_like")
-    config = Config(delegates=["cpu", "gpu", "nnapi"], threads=[1, 2])
-    plan = make_plan([emu], models()[:1], config, profiles={"emu_like": emulator})
-    assert [c.delegate for c in plan.cells] == ["cpu", "cpu"]
+def test_the_plan_does_not_consult_profiles(monkeypatch: pytest.MonkeyPatch):
+    """What a device can run comes from the device and the tool, never from device_profiles/:
+    the emulator's GPU and NNAPI cells (its profile's sim: has no GPU, only nnapi-reference)
+    are planned, and the tool's output says what happened."""
+    import farm.profiles
+
+    def no_profiles(*args: object, **kw: object) -> None:
+        raise AssertionError("the plan read a device profile")
+
+    for name in ("get_profile", "all_profiles", "match_profile", "load_profile"):
+        monkeypatch.setattr(farm.profiles, name, no_profiles)
+    emu = device(
+        "emulator-5554", abis=("x86_64", "arm64-v8a"), emulator=True, soc="AOSP ranchu",
+        profile="emulator_x86_64",
+    )  # fmt: skip
+    named = {"kind": "nnapi", "accelerator_name": "google-edgetpu"}
+    config = Config(delegates=["cpu", "gpu", named, "hexagon"], threads=[1, 2])
+    plan = make_plan([emu], models()[:1], config)
+    assert [(c.delegate, c.threads) for c in plan.cells] == [
+        (delegate, threads) for delegate in ("cpu", "gpu", "nnapi") for threads in (1, 2)
+    ]
     reasons = {(c.delegate, c.threads): r for c, r in plan.unsupported}
-    assert reasons[("gpu", 1)] == "no GPU delegate on this device (profile emu_like)"
-    assert reasons[("nnapi", 2)] == "no NNAPI on this device (profile emu_like)"
-    assert plan.total == 6
+    assert reasons == {
+        ("hexagon", 1): "Hexagon needs a Qualcomm SoC; this is an emulator",
+        ("hexagon", 2): "Hexagon needs a Qualcomm SoC; this is an emulator",
+    }
+    # A profile name the device matched, known or not, changes nothing.
+    for profile in ("pixel_7", "no_such_profile", None):
+        phone = device(soc="Google GS201", profile=profile)
+        assert unsupported_reason(phone, spec(named)) is None
+        assert unsupported_reason(phone, spec("gpu")) is None
+        assert unsupported_reason(phone, spec("hexagon")) == (
+            "Hexagon needs a Qualcomm SoC; device has Google GS201"
+        )
 
 
 def test_hexagon_needs_qualcomm():
-    pixel = device(model="Pixel 7", soc="Google GS201", profile="pixel_7")
-    assert unsupported_reason(pixel, spec("hexagon"), get_profile("pixel_7")) == (
-        "no Hexagon DSP on this device (profile pixel_7)"
+    pixel = device(model="Pixel 7", soc="Google GS201", props={"ro.board.platform": "gs201"})
+    assert unsupported_reason(pixel, spec("hexagon")) == (
+        "Hexagon needs a Qualcomm SoC; device has Google GS201"
     )
     exynos = device(soc="Samsung s5e8835")
     assert unsupported_reason(exynos, spec("hexagon")) == (
@@ -114,14 +135,13 @@ def test_nnapi_limits():
     assert "SDK 27" in unsupported_reason(old, spec("nnapi"))  # type: ignore[operator]
     named = spec({"kind": "nnapi", "accelerator_name": "google-edgetpu"})
     assert "SDK 29" in unsupported_reason(device(sdk=28), named)  # type: ignore[operator]
-    pixel = get_profile("pixel_7")
-    assert unsupported_reason(device(profile="pixel_7"), named, pixel) is None
+    assert unsupported_reason(device(sdk=29), named) is None
+    assert unsupported_reason(device(sdk=27), spec("nnapi")) is None
+    # Whether the device has an accelerator of that name is the tool's to say at run time.
     other = spec({"kind": "nnapi", "accelerator_name": "qti-dsp"})
-    assert unsupported_reason(device(profile="pixel_7"), other, pixel) == (
-        "NNAPI accelerator 'qti-dsp' is not on this device (has: google-edgetpu, nnapi-reference)"
-    )
-    # No profile: nothing is known, so the tool decides.
-    assert unsupported_reason(device(), other) is None
+    assert unsupported_reason(device(profile="pixel_7"), other) is None
+    # An unknown SDK level: nothing is known, so the tool decides.
+    assert unsupported_reason(device(sdk=None), named) is None
 
 
 def test_gpu_and_cpu_on_a_full_profile_are_supported():
@@ -164,9 +184,9 @@ def test_serial_on_two_servers_is_refused():
 
 def test_plan_record_is_json():
     config = Config(delegates=["cpu", {"kind": "gpu", "backend": "gl"}, "hexagon"])
-    plan = make_plan([device(profile="pixel_7")], models(), config)
+    plan = make_plan([device(soc="Google GS201", profile="pixel_7")], models(), config)
     data = json.loads(json.dumps(plan.record().to_json(), allow_nan=False))
     assert data["delegates"][1] == {"kind": "gpu", "backend": "gl", "label": "gpu"}
     assert len(data["cells"]) == 4 and len(data["unsupported"]) == 2
-    assert data["unsupported"][0]["reason"].startswith("no Hexagon DSP")
+    assert data["unsupported"][0]["reason"].startswith("Hexagon needs a Qualcomm SoC")
     assert data["models"][0] == {"name": "a", "path": "/m/a.tflite", "sha256": SHA_A}
