@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from farm.errors import ConfigError, InputError
+
 DEMO_PROFILES = ("pixel_7", "galaxy_s23", "galaxy_a54", "emulator_x86_64")
 DEMO_DELEGATES = ("cpu", "gpu", "nnapi")
 DEMO_THREADS = (1, 2, 4)
@@ -43,7 +45,6 @@ def demo_command(
 ) -> None:
     """Start four virtual phones, benchmark the sample models, print the report, stop the lab."""
     from farm.cli.run import show_result
-    from farm.errors import ConfigError
 
     if engine not in ("litert", "model"):
         raise ConfigError(f"--engine: unknown engine {engine!r} (known: litert, model)")
@@ -70,7 +71,6 @@ def default_models_dir() -> Path:
 def demo_config(models_dir: Path, server: str, out: Path) -> Any:
     """The demo's matrix: every sample model × CPU 1/2/4 threads, GPU, NNAPI; short runs."""
     from farm.config import Config
-    from farm.errors import InputError
 
     found = sorted(str(p) for p in Path(models_dir).glob("*.tflite"))
     if not found:

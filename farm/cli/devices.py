@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from farm.errors import ConfigError
+from farm.report.text import safe_text
+
 
 def register(app: typer.Typer) -> None:
     """Add `farm devices` to the app."""
@@ -20,7 +23,6 @@ def servers_from(server: list[str] | None, config: Path | None) -> list[str]:
 
     if server:
         from farm.android.adb import parse_server
-        from farm.errors import ConfigError
 
         for spec in server:
             try:
@@ -49,7 +51,6 @@ def devices_command(
 ) -> None:
     """List every device the adb servers see: state, model, SoC, SDK, ABIs, profile."""
     from farm.android.discovery import discover
-    from farm.report.text import safe_text
 
     found = discover(servers_from(server, config))
     if as_json:
@@ -64,8 +65,6 @@ def _print_table(devices: list) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    from farm.report.text import safe_text
 
     console = Console(highlight=False)
     if not devices:

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from farm.errors import ConfigError
+
 lab_app = typer.Typer(
     name="lab",
     help="Virtual phones the real adb server treats as devices (for demos, tests and CI).",
@@ -68,7 +70,6 @@ def up_command(
     as_json: JsonOption = False,
 ) -> None:
     """Start virtual phones in the background, attach them to the adb server, print them."""
-    from farm.errors import ConfigError
     from farm.sim.lab import Lab, parse_profile_specs
 
     if profile_dir is not None and not profile_dir.is_dir():
@@ -150,7 +151,6 @@ def down_command(directory: DirOption = None) -> None:
 def _parse_start_faults(
     specs: list[str], count: int
 ) -> dict[int, list[tuple[str, dict[str, Any]]]]:
-    from farm.errors import ConfigError
     from farm.sim.faults import parse_fault, parse_option_args
 
     faults: dict[int, list[tuple[str, dict[str, Any]]]] = {}

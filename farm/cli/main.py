@@ -10,6 +10,7 @@ import typer
 
 from farm import __version__
 from farm.errors import FarmError
+from farm.report.text import safe_text
 
 app = typer.Typer(
     name="farm",
@@ -66,7 +67,6 @@ def main() -> None:
     except FarmError as exc:
         if debug:
             raise
-        from farm.report.text import safe_text
 
         # One line whatever the message quotes (a file name with a newline, a device's text).
         typer.echo(f"farm: error: {safe_text(exc)}", err=True)

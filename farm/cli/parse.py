@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from farm.errors import InputError
+from farm.report.text import safe_text
+
 if TYPE_CHECKING:
     from farm.bench.parse import BenchmarkResult
 
@@ -32,8 +35,6 @@ def parse_command(
 ) -> None:
     """Parse benchmark_model logs: one row per invocation found, failures included."""
     from farm.bench.parse import parse_file, parse_lines
-    from farm.errors import InputError
-    from farm.report.text import safe_text
 
     parsed: list[tuple[Path, list[BenchmarkResult]]] = []
     unreadable = 0
@@ -69,8 +70,6 @@ def _print_table(parsed: list[tuple[Path, list[BenchmarkResult]]]) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    from farm.report.text import safe_text
 
     console = Console(highlight=False)
     for path, results in parsed:

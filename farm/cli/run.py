@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from farm.errors import ConfigError
+from farm.report.text import safe_text
+
 if TYPE_CHECKING:
     from farm.results.model import RunOutcome
 
@@ -55,11 +58,8 @@ def run_command(
     """Benchmark models × delegates × threads on every selected device."""
     from farm.bench.service import run
     from farm.config import DEFAULT_CONFIG_NAME
-    from farm.report.text import safe_text
 
     if resume is not None and (config or model or delegate or threads or repeats or serial):
-        from farm.errors import ConfigError
-
         raise ConfigError("--resume takes no other matrix options: it reuses the run's own config")
     if config is None and resume is None and Path(DEFAULT_CONFIG_NAME).is_file():
         config = Path(DEFAULT_CONFIG_NAME)

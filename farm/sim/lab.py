@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import importlib
 import json
 import logging
@@ -33,7 +34,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from farm.errors import ConfigError, LabError
+from farm.errors import ConfigError, FarmError, LabError
+from farm.profiles import PROFILE_DIR, get_profile
+from farm.sim.adbd import VirtualPhone
+from farm.sim.faults import apply_fault, parse_fault
 
 STATE_FILE = "lab.json"
 CPU_LOCK_FILE = "cpu.lock"
@@ -84,7 +88,6 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Any:
     Linux only (prctl PR_SET_PDEATHSIG); elsewhere the child is left as it is. Start such
     children from a thread that lives as long as they should (the main thread).
     """
-    import ctypes
 
     parent = os.getpid()
     try:  # looked up here: the child between fork and exec only calls it
@@ -102,7 +105,6 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Any:
 
 def parse_profile_specs(specs: list[str], profile_dir: Path | None = None) -> list[str]:
     """`["pixel_7:2", "emulator_x86_64"]` -> ["pixel_7", "pixel_7", "emulator_x86_64"]."""
-    from farm.profiles import PROFILE_DIR, get_profile
 
     names: list[str] = []
     for spec in specs:
@@ -522,7 +524,6 @@ class Lab:
 
     def fault(self, serial: str, kind: str, **options: Any) -> None:
         """Make a phone show a fault now (see farm.sim.faults for kinds and options)."""
-        from farm.sim.faults import parse_fault
 
         parse_fault(kind, options)
         phone = self.phone(serial)
@@ -757,8 +758,6 @@ def _load_phone_os(spec: str) -> Any:
 async def _serve_control(
     phones: dict[str, Any], token: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
-    from farm.errors import FarmError
-    from farm.sim.faults import apply_fault
 
     try:
         line = await asyncio.wait_for(reader.readline(), 10)
@@ -779,9 +778,6 @@ async def _serve_control(
 
 
 async def _host_main(args: argparse.Namespace) -> None:
-    from farm.profiles import PROFILE_DIR, get_profile
-    from farm.sim.adbd import VirtualPhone
-    from farm.sim.faults import apply_fault
 
     phone_os_class = _load_phone_os(args.phone_os)
     directory = Path(args.dir)
