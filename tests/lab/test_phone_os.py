@@ -179,12 +179,12 @@ def test_getprop_setprop(phone: PhoneOS):
 
 
 @confined_only
-def test_dumpsys_battery_has_the_real_format(phone: PhoneOS):
+def test_dumpsys_battery_has_the_real_format(phone: PhoneOS, adb_output):
     rc, out, _ = run(phone, "dumpsys battery")
     assert rc == 0
-    real = Path("/work/shared/corpus/adb_outputs/003_dumpsys_battery_unknown_device.txt")
+    real = adb_output("003_dumpsys_battery_unknown_device.txt")
     keys = [line.split(":")[0] for line in out.splitlines()]
-    assert keys == [line.split(":")[0] for line in real.read_text().splitlines() if line]
+    assert keys == [line.split(":")[0] for line in real.splitlines() if line]
     battery = phone.profile.battery
     assert f"  level: {battery.level}" in out.splitlines()
     assert f"  temperature: {round(battery.temperature_c * 10)}" in out.splitlines()
