@@ -1,10 +1,10 @@
 """The fault matrix on the virtual lab: each fault injected exactly when a phase begins.
 
-One run per phase: one phone per meaningful row of that phase (tests/lab/
-test_fault_matrix_table.py), plus a phone with no fault. Faults land through the runner's
-`on_phase` hook (discovery: the service's), so they hit the phase they name, through the real
-adb server. Each row's phone must end as the table says; the control phone is untouched; no
-finished cell is lost; no benchmark is left running on any phone.
+One run per phase: one phone per meaningful row of that phase (farm/sim/fault_matrix.py), plus
+a phone with no fault. Faults land through the runner's `on_phase` hook (discovery: the
+service's), so they hit the phase they name, through the real adb server. Each row's phone must
+end as the table says; the control phone is untouched; no finished cell is lost; no benchmark
+is left running on any phone.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from farm.bench.runner import PHASES, RunnerOptions
 from farm.bench.service import run
 from farm.config import load_config
 from farm.errors import LabError
+from farm.sim.fault_matrix import SUITE, Row, rows_for
 from farm.sim.lab import Lab
 from farm.sim.testing import AdbServer
-from tests.lab.test_fault_matrix_table import SUITE, Row, rows_for
 from tests.lab.test_run import INT8, benchmarks_on, fast, server_of, wait_for, write_config
 
 pytestmark = pytest.mark.lab

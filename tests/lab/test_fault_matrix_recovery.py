@@ -13,9 +13,9 @@ import pytest
 from farm.bench.runner import RunnerOptions
 from farm.bench.service import run
 from farm.config import load_config
+from farm.sim.fault_matrix import SUITE
 from farm.sim.lab import Lab
 from farm.sim.testing import AdbServer
-from tests.lab.test_fault_matrix_table import SUITE
 from tests.lab.test_run import INT8, fast, server_of, write_config
 
 pytestmark = pytest.mark.lab
