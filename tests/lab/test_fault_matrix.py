@@ -22,10 +22,11 @@ from farm.config import load_config
 from farm.errors import LabError
 from farm.sim.fault_matrix import SUITE, Row, rows_for
 from farm.sim.lab import Lab
-from farm.sim.testing import AdbServer
-from tests.lab.test_run import INT8, benchmarks_on, fast, server_of, wait_for, write_config
+from farm.sim.testing import benchmarks_on, set_time_scale, wait_until
 
 pytestmark = pytest.mark.lab
+
+INT8 = Path(__file__).resolve().parents[2] / "models" / "mobilenet_v1_0.25_128_int8.tflite"
 
 # Faults a phone carries from its start when they hit discovery (the others land on the hook).
 START_FAULTS = {"unauthorized", "slow"}
@@ -103,7 +104,7 @@ def _check_row(row: Row, cells: list[dict[str, Any]], hit_key: str | None) -> No
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_fault_matrix(
-    phase: str, start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    phase: str, start_lab: Callable[..., Lab], run_config: Callable[..., Path]
 ) -> None:
     rows = rows_for(phase)
     profiles = ["pixel_7"] * (len(rows) + 1)  # the last phone has no fault
@@ -114,14 +115,12 @@ def test_fault_matrix(
     }
     lab = start_lab(profiles, faults=start_faults)
     # While-running faults need a benchmark that is still running when they land.
-    fast(lab, 1.0 if phase == "run" else 0.0)
+    set_time_scale(lab, 1.0 if phase == "run" else 0.0)
     by_serial = {lab.phones[i].serial: r for i, r in enumerate(rows)}
     control = lab.phones[-1].serial
     injector = Injector(lab, by_serial, phase)
     config = load_config(
-        write_config(
-            tmp_path,
-            [server_of(adb_server)],
+        run_config(
             models=[str(INT8)],
             threads=[1],
             repeats=CELLS_PER_PHONE,
@@ -145,4 +144,4 @@ def test_fault_matrix(
         "device_lost"
     ] == CELLS_PER_PHONE * len(profiles)
     for phone in lab.phones:
-        wait_for(lambda s=phone.serial: not benchmarks_on(s), 15, f"{phone.serial} to be idle")
+        wait_until(lambda s=phone.serial: not benchmarks_on(s), 15, f"{phone.serial} to be idle")
