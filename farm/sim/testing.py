@@ -33,9 +33,9 @@ def bundled_adb() -> str:
 def adb_binaries() -> dict[str, str]:
     """The adb builds present on this machine: "bundled" (36) and "debian" (29)."""
     found = {}
-    if Path(bundled_adb()).exists():
+    if os.access(bundled_adb(), os.X_OK):
         found["bundled"] = bundled_adb()
-    if Path(DEBIAN_ADB).exists():
+    if os.access(DEBIAN_ADB, os.X_OK):
         found["debian"] = DEBIAN_ADB
     return found
 

@@ -23,7 +23,8 @@ from farm.results.journal import load_run
 from farm.sim.lab import Lab
 from farm.sim.testing import AdbServer, set_time_scale, sha256, wait_until
 
-pytestmark = pytest.mark.lab
+# Every test here runs benchmarks on the phones: the phone OS must be the confined one.
+pytestmark = [pytest.mark.lab, pytest.mark.needs("bubblewrap")]
 
 FLOAT = Path(__file__).resolve().parents[2] / "models" / "mobilenet_v1_0.25_128_float.tflite"
 

@@ -200,6 +200,7 @@ def test_binary_from_cache_is_checked_and_pushed_once(phone, tmp_path: Path) -> 
     assert binary_for(device, cache=cache).pushed_bytes == 0
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_device_binary_beats_cache_and_config_beats_both(shared, tmp_path: Path) -> None:
     device, _ = shared
     own = device.getprops().get("debug.farm.benchmark_model")
@@ -221,6 +222,7 @@ def test_device_binary_beats_cache_and_config_beats_both(shared, tmp_path: Path)
     assert configured.pushed_bytes == build.stat().st_size
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_nasty_device_path_through_the_shell(shared) -> None:
     device, _ = shared
     remote = f"{paths.MODELS}/{NASTY}"

@@ -24,7 +24,8 @@ from farm.sim.fault_matrix import SUITE, Row, rows_for
 from farm.sim.lab import Lab
 from farm.sim.testing import benchmarks_on, set_time_scale, wait_until
 
-pytestmark = pytest.mark.lab
+# Every test here runs benchmarks on the phones: the phone OS must be the confined one.
+pytestmark = [pytest.mark.lab, pytest.mark.needs("bubblewrap")]
 
 INT8 = Path(__file__).resolve().parents[2] / "models" / "mobilenet_v1_0.25_128_int8.tflite"
 

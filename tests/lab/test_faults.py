@@ -189,6 +189,7 @@ def test_slow_link_caps_push_bandwidth(start_lab, adb_server, tmp_path: Path):
     assert elapsed >= 0.9 * size / rate
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_benchmark_crash_kills_the_benchmark_with_the_signal(start_lab, adb_server):
     lab = start_lab(["pixel_7"])
     serial = lab.phones[0].serial

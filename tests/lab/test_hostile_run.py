@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -81,6 +80,7 @@ def md_rows_intact(report: str) -> None:
         assert cells == width, f"table row broken: {line!r}"
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_hostile_model_names_run_exactly_and_print_safely(
     start_lab: Callable[..., Lab],
     run_config: Callable[..., Path],
@@ -162,6 +162,7 @@ def hostile_profile_dir(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_hostile_device_properties_print_safely(
     start_lab: Callable[..., Lab],
     adb_server: AdbServer,
@@ -210,6 +211,7 @@ def test_hostile_device_properties_print_safely(
 # -- delegate values that a shell would run --------------------------------------------------
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_hostile_delegate_values_reach_the_tool_verbatim_and_run_nothing(
     start_lab: Callable[..., Lab],
     run_config: Callable[..., Path],
@@ -270,16 +272,8 @@ def test_out_that_is_a_file_is_one_line_and_nothing_is_pushed(
 
 
 def _unshare() -> list[str]:
-    """A command prefix running a command in its own mount namespace (skip when impossible)."""
-    cmd = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
-    if shutil.which("unshare") is None:
-        pytest.skip("no unshare")
-    probe = subprocess.run(
-        [*cmd, "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a private tmpfs: {probe.stderr.decode().strip()}")
-    return cmd
+    """A command prefix running a command in its own mount namespace."""
+    return ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
 
 
 def _farm_on_tmpfs(
@@ -301,6 +295,7 @@ def _farm_on_tmpfs(
     )
 
 
+@pytest.mark.needs("mount-namespace")
 def test_read_only_out_is_one_line(
     start_lab: Callable[..., Lab],
     run_config: Callable[..., Path],
@@ -318,6 +313,8 @@ def test_read_only_out_is_one_line(
     assert f"{mount}/" in line and "Read-only file system" in line
 
 
+@pytest.mark.needs("mount-namespace")
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_full_disk_stops_the_run_with_one_line_and_resume_completes_it(
     start_lab: Callable[..., Lab],
     run_config: Callable[..., Path],

@@ -20,12 +20,12 @@ import farm
 from farm.profiles import get_profile
 from farm.sim import android_files as af
 from farm.sim import phone_os as phone_os_module
-from farm.sim.phone_os import PhoneOS, bubblewrap_available
+from farm.sim.phone_os import PhoneOS
 
 REPO = Path(farm.__file__).resolve().parent.parent
 DEADLINE_S = 20.0
 
-confined_only = pytest.mark.skipif(not bubblewrap_available(), reason="bubblewrap not installed")
+confined_only = pytest.mark.needs("bubblewrap")
 
 
 async def sh(phone: PhoneOS, command: str | None, stdin: bytes = b"") -> tuple[int, str, str]:
@@ -65,8 +65,7 @@ def phone_processes(serial: str) -> list[int]:
 def phone(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[PhoneOS]:
     serial = f"TEST{os.getpid()}{request.node.name}"[:60]
     os_ = PhoneOS(serial, get_profile("pixel_7"), tmp_path / "phone")
-    if not os_.confined:
-        pytest.skip("bubblewrap not installed")
+    assert os_.confined  # its users need("bubblewrap")
     try:
         yield os_
     finally:

@@ -55,6 +55,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_pushed(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_hostile_model_name_runs_and_executes_nothing(
     start_lab: Callable[..., Lab],
     run_config: Callable[..., Path],
