@@ -160,8 +160,7 @@ def test_host_files_stay_out_of_reach_through_adb(start_lab, adb_server, tmp_pat
 def test_stand_in_runs_through_adb_shell(start_lab, adb_server):
     serial = start_lab(["pixel_7"]).phones[0].serial
     binary = adb_server.adb("-s", serial, "shell", "getprop debug.farm.benchmark_model").stdout
-    if not binary.strip():
-        pytest.skip("this phone OS carries no benchmark binary")
+    assert binary.strip(), "the phone names no benchmark binary (debug.farm.benchmark_model)"
     model = Path(__file__).resolve().parents[2] / "models" / "tiny_cnn_cumsum_float.tflite"
     assert (
         adb_server.adb("-s", serial, "push", str(model), "/data/local/tmp/t.tflite").returncode == 0

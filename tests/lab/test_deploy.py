@@ -204,8 +204,7 @@ def test_binary_from_cache_is_checked_and_pushed_once(phone, tmp_path: Path) -> 
 def test_device_binary_beats_cache_and_config_beats_both(shared, tmp_path: Path) -> None:
     device, _ = shared
     own = device.getprops().get("debug.farm.benchmark_model")
-    if not own:
-        pytest.skip("the phone OS sets no debug.farm.benchmark_model")
+    assert own, "the phone names no benchmark binary (debug.farm.benchmark_model)"
     build = tmp_path / "android_aarch64_benchmark_model"
     build.write_bytes(ANDROID_BUILDS["arm64-v8a"])
     cache = BinaryCache(tmp_path / "cache")

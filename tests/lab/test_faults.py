@@ -196,8 +196,7 @@ def test_benchmark_crash_kills_the_benchmark_with_the_signal(start_lab, adb_serv
     lab.fault(serial, "benchmark_crash", signal=11)
     binary = adb_server.adb("-s", serial, "shell", "getprop debug.farm.benchmark_model").stdout
     binary = binary.strip()
-    if not binary:
-        pytest.skip("this phone OS carries no benchmark binary")
+    assert binary, "the phone names no benchmark binary (debug.farm.benchmark_model)"
     assert (
         adb_server.adb("-s", serial, "push", str(MODEL), "/data/local/tmp/m.tflite").returncode == 0
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -230,9 +229,6 @@ def test_system_image_runs_the_python_stand_in(phone: PhoneOS):
 
 
 @confined_only
-@pytest.mark.skipif(
-    importlib.util.find_spec("farm.sim.benchmark_model") is None, reason="no stand-in yet"
-)
 def test_benchmark_model_launcher_reaches_the_stand_in(phone: PhoneOS):
     rc, out, err = run(phone, "benchmark_model --graph=/data/local/tmp/missing.tflite")
     assert "No module named" not in out + err
