@@ -129,6 +129,7 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "drop",
         "push",
+        retried=("model push",),
         recovery=GRACE,
         why="the push fails or is cut; it is retried and the run goes on",
     ),
@@ -196,6 +197,7 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "drop",
         "launch",
+        retried=("launch",),
         recovery=GRACE,
         why="retried; a launch whose answer was lost is stopped by its pid file before the "
         "retry starts the benchmark again",
@@ -265,15 +267,17 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "drop",
         "run",
+        retried=("wait",),
         recovery=GRACE,
-        why="the benchmark runs on, detached; its end is seen after the reconnect and its log "
-        "pulled (not run again)",
+        why="the wait probe is retried; the benchmark runs on, detached: its end is seen after "
+        "the reconnect and its log pulled (not run again)",
     ),
     _na("die_after", "run", "fires on file-transfer bytes; none move while waiting (see pull)"),
     Row(
         "hang",
         "run",
         {"seconds": 5},
+        retried=("wait",),
         recovery=GRACE,
         why="the wait probe passes its deadline and is retried; the benchmark runs on and its "
         "log is pulled (not run again)",
@@ -334,8 +338,9 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "drop",
         "pull",
+        retried=("stat log",),
         recovery=GRACE,
-        why="the pull is retried; the log is still on the phone",
+        why="the log's stat (the pull's first call) is retried; the log is still on the phone",
     ),
     Row(
         "die_after",
@@ -350,12 +355,14 @@ MATRIX: tuple[Row, ...] = (
         "pull",
         {"seconds": 5},
         recovery=GRACE,
-        why="a stall is waited out or the call passes its deadline and is retried",
+        why="the stall is shorter than the deadlines of the log's stat (10 s) and pull: it is "
+        "waited out (a longer one would be cut at the deadline and the call made again)",
     ),
     Row(
         "offline",
         "pull",
         {"seconds": 2},
+        retried=("stat log",),
         recovery=GRACE,
         why="retried with backoff until the phone is back",
     ),
@@ -363,8 +370,10 @@ MATRIX: tuple[Row, ...] = (
         "reboot",
         "pull",
         {"seconds": 1},
+        retried=("stat log",),
         recovery=GRACE,
-        why="the log survives the reboot and is pulled when the phone is back",
+        why="retried with backoff until the phone is back; the log survives the reboot and is "
+        "pulled",
     ),
     _na("disk_full", "pull", "a pull writes on the host, not on the phone"),
     Row(

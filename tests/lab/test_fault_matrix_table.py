@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from farm.bench.runner import PHASES
@@ -20,6 +21,14 @@ def test_matrix_covers_every_fault_at_every_phase() -> None:
         assert r.why and r.recovery, r.label
         if r.meaningful:
             assert r.after is not None
+
+
+def test_rows_that_say_it_is_retried_expect_a_retry() -> None:
+    # The lab test checks `retried` against the hit cell's `retries`; discovery has no cell.
+    for r in MATRIX:
+        says = re.search(r"(?<!not )\bretried\b", r.why)
+        if r.meaningful and r.phase != "discovery" and says:
+            assert r.retried, f"{r.label} at {r.phase} says it is retried but expects no retry"
 
 
 def test_reliability_doc_shows_the_current_matrix() -> None:
