@@ -1,8 +1,13 @@
 # farm — set-up, demo, tests. `make demo` and `make test` work on a fresh machine.
+# `make test STRICT=1` (as .ci/run does): tests the host cannot run (no bubblewrap, no Debian
+# adb, no user namespaces) fail instead of being skipped, and so does `make system`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+ifneq ($(STRICT),)
+export FARM_STRICT_ENV := $(STRICT)
+endif
 
 .PHONY: setup system demo test test-fast lint format soak bench bench-run clean
 

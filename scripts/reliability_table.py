@@ -1,4 +1,4 @@
-"""Write the fault-matrix table of docs/reliability.md from the test table (one source).
+"""Write the fault-matrix table of docs/reliability.md from farm/sim/fault_matrix.py (one source).
 
 Usage: .venv/bin/python scripts/reliability_table.py [--check]
 """
@@ -8,9 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from tests.lab.test_fault_matrix_table import DOC, render_doc  # noqa: E402
+from farm.sim.fault_matrix import render_doc  # noqa: E402
+
+DOC = ROOT / "docs" / "reliability.md"
 
 
 def main(argv: list[str]) -> int:

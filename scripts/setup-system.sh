@@ -1,18 +1,79 @@
 #!/usr/bin/env bash
-# Installs the Debian packages farm's virtual lab and tests use: bubblewrap (sandboxing the
-# virtual phones' shells) and adb (Debian's adb, tested beside the one in the adbutils wheel).
+# Installs the Debian packages farm's virtual lab and tests use: bubblewrap (the virtual phones'
+# sandbox; nsenter, setpriv and unshare come with util-linux) and adb (Debian's adb 29, tested
+# beside the adb 36 in the adbutils wheel), then checks that bubblewrap can start a sandbox here.
+#
+# What it could not do it says loudly: the tests that need it are then skipped (`make test`
+# ends with a line naming them). In strict mode (FARM_STRICT_ENV=1, `make test STRICT=1`,
+# .ci/run; also CI=true unless FARM_STRICT_ENV=0) those tests fail, and so does this script.
 set -euo pipefail
-need=()
-command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
-command -v adb >/dev/null 2>&1 || [ -x /usr/lib/android-sdk/platform-tools/adb ] || need+=(adb)
-[ ${#need[@]} -eq 0 ] && exit 0
-if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "setup: installing ${need[*]} with apt-get" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq "${need[@]}" >/dev/null
-else
-  echo "setup: missing ${need[*]}; install them (e.g. sudo apt-get install ${need[*]})." >&2
-  echo "setup: without bubblewrap the virtual phones fall back to a weaker confinement;" >&2
-  echo "setup: without Debian's adb the tests use only the adb bundled in adbutils." >&2
+
+strict=0
+case "${FARM_STRICT_ENV:-}" in
+  "") case "${CI:-}" in [Tt]rue | TRUE | 1) strict=1 ;; esac ;;
+  0 | [Ff]alse | [Nn]o) ;;
+  *) strict=1 ;;
+esac
+
+have() {
+  local path
+  path=$(command -v "$1" 2>/dev/null) && [ -x "$path" ]
+}
+
+# The Debian packages still missing, by what the tests look for.
+missing_packages() {
+  local need=()
+  have bwrap || need+=(bubblewrap)
+  for tool in nsenter setpriv unshare; do
+    if ! have "$tool"; then
+      need+=(util-linux)
+      break
+    fi
+  done
+  [ -x /usr/bin/adb ] || need+=(adb)  # the tests run Debian's adb from there
+  echo "${need[@]}"
+}
+
+read -r -a need <<<"$(missing_packages)"
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing ${need[*]} with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null; }; then
+      echo "setup: apt-get could not install ${need[*]}" >&2
+    fi
+  else
+    echo "setup: not root or no apt-get: cannot install ${need[*]} here" >&2
+  fi
 fi
+
+problems=()
+read -r -a still <<<"$(missing_packages)"
+for pkg in "${still[@]}"; do
+  case "$pkg" in
+    bubblewrap) problems+=("bubblewrap is not installed: the virtual phones run unconfined and the lab tests that need the sandbox do not run") ;;
+    util-linux) problems+=("nsenter, setpriv or unshare (util-linux) is missing: no sandbox for the virtual phones, no mount-namespace tests") ;;
+    adb) problems+=("Debian's adb (/usr/bin/adb) is not installed: the tests run only the adb bundled in adbutils") ;;
+  esac
+done
+if have bwrap &&
+  ! bwrap --unshare-user --unshare-pid --unshare-net --ro-bind / / --proc /proc --dev /dev true 2>/dev/null; then
+  problems+=("bubblewrap cannot start a sandbox on this host (unprivileged user namespaces disabled? see sysctl kernel.unprivileged_userns_clone and user.max_user_namespaces)")
+fi
+
+[ ${#problems[@]} -eq 0 ] && exit 0
+{
+  echo "setup: ================================================================================"
+  for problem in "${problems[@]}"; do
+    echo "setup: WARNING: $problem."
+  done
+  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux) and run again."
+  if [ "$strict" -eq 1 ]; then
+    echo "setup: strict mode (FARM_STRICT_ENV / CI): the test suite cannot run whole here; stopping."
+  else
+    echo "setup: the tests that need them will be skipped (FARM_STRICT_ENV=1 makes this an error)."
+  fi
+  echo "setup: ================================================================================"
+} >&2
+[ "$strict" -eq 1 ] && exit 1
+exit 0

@@ -10,10 +10,15 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from farm.errors import AdbServerError
+
+if TYPE_CHECKING:
+    from farm.sim.lab import Lab
 
 DEBIAN_ADB = "/usr/bin/adb"
 
@@ -28,9 +33,9 @@ def bundled_adb() -> str:
 def adb_binaries() -> dict[str, str]:
     """The adb builds present on this machine: "bundled" (36) and "debian" (29)."""
     found = {}
-    if Path(bundled_adb()).exists():
+    if os.access(bundled_adb(), os.X_OK):
         found["bundled"] = bundled_adb()
-    if Path(DEBIAN_ADB).exists():
+    if os.access(DEBIAN_ADB, os.X_OK):
         found["debian"] = DEBIAN_ADB
     return found
 
@@ -104,6 +109,11 @@ class AdbServer:
             self._kill()
             self.port = 0  # port taken meanwhile: try another
         raise AdbServerError(f"adb server {self.adb_path} did not start (see {self.home})")
+
+    @property
+    def address(self) -> str:
+        """HOST:PORT, as `farm --server` and `adb_servers` take it."""
+        return f"{self.host}:{self.port}"
 
     def adb(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         """Run this adb build against this server."""
@@ -186,3 +196,36 @@ def wait_until_present(marker: str, timeout: float = 10.0) -> list[int]:
     while not (found := processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return found
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `predicate` until it is true; an AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def benchmarks_on(serial: str) -> list[int]:
+    """Host pids of the benchmark_model stand-ins running on the virtual phone `serial`."""
+    found = []
+    for pid in processes_with("farm.sim.benchmark_model"):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"FARM_SIM_SERIAL={serial}".encode() in environ:
+            found.append(pid)
+    return found
+
+
+def set_time_scale(lab: Lab, scale: float) -> Lab:
+    """Make the phones' benchmark stand-in sleep `scale` × the simulated time (0: not at all).
+
+    The numbers it prints stay the same; only the wall time of a run changes. Each benchmark
+    reads it as it starts.
+    """
+    for phone in lab.phones:
+        (Path(phone.root) / "state" / "time_scale").write_text(f"{scale}\n")
+    return lab

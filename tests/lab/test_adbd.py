@@ -139,6 +139,7 @@ def test_exec_out_is_raw(start_lab, adb_server):
     assert result.stdout == b"a\0b"
 
 
+@pytest.mark.needs("bubblewrap")  # the sandbox is what keeps host files out of reach
 def test_host_files_stay_out_of_reach_through_adb(start_lab, adb_server, tmp_path: Path):
     serial = start_lab(["pixel_7"]).phones[0].serial
     repo_file = Path(__file__).resolve().parents[2] / "pyproject.toml"
@@ -155,11 +156,11 @@ def test_host_files_stay_out_of_reach_through_adb(start_lab, adb_server, tmp_pat
     assert not (tmp_path / "passwd").exists() or (tmp_path / "passwd").read_bytes() != host_passwd
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_stand_in_runs_through_adb_shell(start_lab, adb_server):
     serial = start_lab(["pixel_7"]).phones[0].serial
     binary = adb_server.adb("-s", serial, "shell", "getprop debug.farm.benchmark_model").stdout
-    if not binary.strip():
-        pytest.skip("this phone OS carries no benchmark binary")
+    assert binary.strip(), "the phone names no benchmark binary (debug.farm.benchmark_model)"
     model = Path(__file__).resolve().parents[2] / "models" / "tiny_cnn_cumsum_float.tflite"
     assert (
         adb_server.adb("-s", serial, "push", str(model), "/data/local/tmp/t.tflite").returncode == 0

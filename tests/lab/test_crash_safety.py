@@ -21,20 +21,12 @@ import pytest
 
 from farm.results.journal import load_run
 from farm.sim.lab import Lab
-from farm.sim.testing import AdbServer, sha256
-from tests.lab.test_run import (
-    FLOAT,
-    cell_lines,
-    farm,
-    farm_bg,
-    fast,
-    run_dirs,
-    server_of,
-    wait_for,
-    write_config,
-)
+from farm.sim.testing import AdbServer, set_time_scale, sha256, wait_until
 
-pytestmark = pytest.mark.lab
+# Every test here runs benchmarks on the phones: the phone OS must be the confined one.
+pytestmark = [pytest.mark.lab, pytest.mark.needs("bubblewrap")]
+
+FLOAT = Path(__file__).resolve().parents[2] / "models" / "mobilenet_v1_0.25_128_float.tflite"
 
 
 def device_benchmarks(server: AdbServer, serial: str, *, shells: bool = False) -> dict[int, str]:
@@ -54,71 +46,73 @@ def device_benchmarks(server: AdbServer, serial: str, *, shells: bool = False) -
     return found
 
 
-def kill9(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
-
-
 def finished(run_dir: Path) -> dict[str, str]:
     """key -> started_at of the cells that reached a result."""
     return {c["key"]: c["started_at"] for c in load_run(run_dir).cells if c["status"] == "ok"}
 
 
+@pytest.fixture
 def resume_and_check(
-    run_dir: Path, server: AdbServer, serials: list[str], planned: int, *, ok_only: bool = True
-) -> dict[str, Any]:
-    """Resume the run; check it completes, keeps finished cells and leaves no process.
+    adb_server: AdbServer, farm_cli: Callable[..., subprocess.CompletedProcess[str]]
+) -> Callable[..., dict[str, Any]]:
+    """resume_and_check(run_dir, serials, planned, ok_only=True) -> the resumed run's outcome.
 
-    `ok_only`: every cell ends ok (else: ok or unsupported, the emulator has no GPU).
+    Resumes the run and checks it completes, keeps its finished cells and leaves no benchmark
+    process on the phones `serials`. `ok_only`: every cell ends ok (else: ok or unsupported,
+    the emulator has no GPU).
     """
-    before = finished(run_dir)
-    again = farm("run", "--resume", run_dir, "--json", timeout=240)
-    assert again.returncode == 0, again.stderr
-    data = load_run(run_dir)
-    assert not data.warnings
-    assert len(data.cells) == planned
-    statuses = Counter(c["status"] for c in data.cells)
-    if ok_only:
-        assert statuses == Counter(ok=planned)
-    else:
-        assert set(statuses) <= {"ok", "unsupported"} and statuses["ok"] > 0, statuses
-    after = {c["key"]: c["started_at"] for c in data.cells}
-    assert {k: after[k] for k in before} == before  # finished cells were not run again
-    assert data.summary is not None and data.summary["missing"] == 0
-    for serial in serials:
-        assert device_benchmarks(server, serial, shells=True) == {}
-    return json.loads(again.stdout)
+
+    def check(
+        run_dir: Path, serials: list[str], planned: int, *, ok_only: bool = True
+    ) -> dict[str, Any]:
+        before = finished(run_dir)
+        again = farm_cli("run", "--resume", run_dir, "--json", timeout=240)
+        assert again.returncode == 0, again.stderr
+        data = load_run(run_dir)
+        assert not data.warnings
+        assert len(data.cells) == planned
+        statuses = Counter(c["status"] for c in data.cells)
+        if ok_only:
+            assert statuses == Counter(ok=planned)
+        else:
+            assert set(statuses) <= {"ok", "unsupported"} and statuses["ok"] > 0, statuses
+        after = {c["key"]: c["started_at"] for c in data.cells}
+        assert {k: after[k] for k in before} == before  # finished cells were not run again
+        assert data.summary is not None and data.summary["missing"] == 0
+        for serial in serials:
+            assert device_benchmarks(adb_server, serial, shells=True) == {}
+        return json.loads(again.stdout)
+
+    return check
 
 
 def test_kill9_during_deploy_then_resume(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    adb_server: AdbServer,
+    run_config: Callable[..., Path],
+    background_run: Callable[..., Any],
+    resume_and_check: Callable[..., dict[str, Any]],
 ) -> None:
-    lab = fast(start_lab(["pixel_7"]))
+    lab = start_lab(["pixel_7"], time_scale=0)
     serial = lab.phones[0].serial
     lab.fault(serial, "slow", rate="256K")  # the 1.8 MB model takes ~7 s to push
     size = FLOAT.stat().st_size
-    config = write_config(tmp_path, [server_of(adb_server)], repeats=2)
-    proc = farm_bg("run", "--config", config, "--json")
-    try:
-        wait_for(lambda: len(run_dirs(tmp_path)) == 1, 60, "the run folder")
-        (run_dir,) = run_dirs(tmp_path)
+    config = run_config(repeats=2)
+    with background_run("run", "--config", config, "--json") as run:
+        run_dir = run.run_dir()
 
         def pushing() -> bool:  # the model's bytes are arriving on the phone
             out = adb_server.adb("-s", serial, "shell", "ls -la /data/local/tmp/farm/models/")
             rows = [ln.split() for ln in out.stdout.splitlines()]
             return any(len(r) > 4 and r[4].isdigit() and 0 < int(r[4]) < size for r in rows)
 
-        wait_for(pushing, 60, "the model push under way")
-        kill9(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        wait_until(pushing, 60, "the model push under way")
+        run.kill9()
     data = load_run(run_dir)
     assert data.cells == [] and data.summary is None and not data.warnings
 
     lab.fault(serial, "clear")
-    resume_and_check(run_dir, adb_server, [serial], planned=2)
+    resume_and_check(run_dir, [serial], planned=2)
     # Whatever the kill left of the push, the model on the phone is whole now.
     model = f"/data/local/tmp/farm/models/{sha256(FLOAT)[:16]}.tflite"
     out = adb_server.adb("-s", serial, "shell", f"sha256sum {model}").stdout.split()
@@ -144,32 +138,30 @@ def long_running(server: AdbServer, serials: list[str], age: float = 1.5) -> dic
 
 
 def test_kill9_mid_benchmark_resume_stops_the_orphans_first(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    adb_server: AdbServer,
+    run_config: Callable[..., Path],
+    background_run: Callable[..., Any],
+    resume_and_check: Callable[..., dict[str, Any]],
 ) -> None:
-    lab = fast(start_lab(["pixel_7", "galaxy_a54"]))
+    lab = start_lab(["pixel_7", "galaxy_a54"], time_scale=0)
     serials = [p.serial for p in lab.phones]
-    config = write_config(tmp_path, [server_of(adb_server)], repeats=4, min_secs=30, max_secs=40)
-    proc = farm_bg("run", "--config", config, "--json")
-    try:
-        wait_for(lambda: len(run_dirs(tmp_path)) == 1, 60, "the run folder")
-        (run_dir,) = run_dirs(tmp_path)
-        wait_for(lambda: len(cell_lines(run_dir)) >= 2, 90, "first cells")
+    config = run_config(repeats=4, min_secs=30, max_secs=40)
+    with background_run("run", "--config", config, "--json") as run:
+        run_dir = run.run_dir()
+        run.wait_cells(2, timeout=90)
         # From now on a benchmark runs ~30 s at real speed: it outlives farm's kill.
-        fast(lab, 1.0)
+        set_time_scale(lab, 1.0)
         long_running(adb_server, serials)
-        kill9(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        run.kill9()
     orphans = {s: device_benchmarks(adb_server, s) for s in serials}
     assert all(orphans.values()), orphans  # kill -9 leaves them running on the phones
     data = load_run(run_dir)
     assert not data.warnings and data.summary is None
     assert 2 <= len(data.cells) < 8
 
-    fast(lab, 0.0)  # resumed cells run quickly; the orphans keep their 30 s
-    resume_and_check(run_dir, adb_server, serials, planned=8)
+    set_time_scale(lab, 0)  # resumed cells run quickly; the orphans keep their 30 s
+    resume_and_check(run_dir, serials, planned=8)
     log = (run_dir / "farm.log").read_text()
     for serial in serials:
         assert len(orphans[serial]) == 1, orphans
@@ -179,47 +171,41 @@ def test_kill9_mid_benchmark_resume_stops_the_orphans_first(
 
 
 def test_kill9_between_cells_then_resume(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    background_run: Callable[..., Any],
+    resume_and_check: Callable[..., dict[str, Any]],
 ) -> None:
-    lab = fast(start_lab(["galaxy_s23"]))
+    lab = start_lab(["galaxy_s23"], time_scale=0)
     serial = lab.phones[0].serial
-    config = write_config(tmp_path, [server_of(adb_server)], threads=[1, 2], repeats=3)
-    proc = farm_bg("run", "--config", config, "--json")
-    try:
-        wait_for(lambda: len(run_dirs(tmp_path)) == 1, 60, "the run folder")
-        (run_dir,) = run_dirs(tmp_path)
+    config = run_config(threads=[1, 2], repeats=3)
+    with background_run("run", "--config", config, "--json") as run:
+        run_dir = run.run_dir()
         # Freeze the run the moment its second cell line is on disk, then kill it there.
-        wait_for(lambda: len(cell_lines(run_dir)) >= 2, 90, "two cells")
-        proc.send_signal(signal.SIGSTOP)
-        written = len(cell_lines(run_dir))
-        kill9(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        run.wait_cells(2, timeout=90)
+        run.signal(signal.SIGSTOP)
+        written = len(run.cells())
+        run.kill9()
     data = load_run(run_dir)
     assert not data.warnings
     assert len(data.cells) == written < 6
-    resume_and_check(run_dir, adb_server, [serial], planned=6)
+    resume_and_check(run_dir, [serial], planned=6)
 
 
 def test_kill9_while_writing_a_line_then_resume(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    background_run: Callable[..., Any],
+    resume_and_check: Callable[..., dict[str, Any]],
 ) -> None:
-    lab = fast(start_lab(["pixel_7"]))
+    lab = start_lab(["pixel_7"], time_scale=0)
     serial = lab.phones[0].serial
-    config = write_config(tmp_path, [server_of(adb_server)], repeats=4)
-    proc = farm_bg("run", "--config", config, "--json")
-    try:
-        wait_for(lambda: len(run_dirs(tmp_path)) == 1, 60, "the run folder")
-        (run_dir,) = run_dirs(tmp_path)
-        wait_for(lambda: len(cell_lines(run_dir)) >= 2, 90, "two cells")
-        proc.send_signal(signal.SIGSTOP)
-        kill9(proc)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    config = run_config(repeats=4)
+    with background_run("run", "--config", config, "--json") as run:
+        run_dir = run.run_dir()
+        run.wait_cells(2, timeout=90)
+        run.signal(signal.SIGSTOP)
+        run.kill9()
     # A kill inside the one write() of a line leaves its first bytes: cut the last line so.
     results = run_dir / "results.jsonl"
     raw = results.read_bytes()
@@ -230,7 +216,7 @@ def test_kill9_while_writing_a_line_then_resume(
     data = load_run(run_dir)
     assert len(data.warnings) == 1 and "partial last line ignored" in data.warnings[0]
     assert torn_key not in {c["key"] for c in data.cells}
-    resume_and_check(run_dir, adb_server, [serial], planned=4)
+    resume_and_check(run_dir, [serial], planned=4)
     for line in results.read_bytes().splitlines():
         json.loads(line)  # every line whole again
     assert torn_key in {c["key"] for c in load_run(run_dir).cells}
@@ -238,28 +224,26 @@ def test_kill9_while_writing_a_line_then_resume(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_leaves_no_benchmark_on_any_phone(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path, sig: int
+    start_lab: Callable[..., Lab],
+    adb_server: AdbServer,
+    run_config: Callable[..., Path],
+    background_run: Callable[..., Any],
+    sig: int,
 ) -> None:
     lab = start_lab(["pixel_7", "galaxy_s23"])
     serials = [p.serial for p in lab.phones]
-    config = write_config(tmp_path, [server_of(adb_server)], repeats=4, min_secs=20, max_secs=30)
-    proc = farm_bg("run", "--config", config, "--json")
-    try:
-        wait_for(lambda: len(run_dirs(tmp_path)) == 1, 60, "the run folder")
-        (run_dir,) = run_dirs(tmp_path)
-        wait_for(
+    config = run_config(repeats=4, min_secs=20, max_secs=30)
+    with background_run("run", "--config", config, "--json") as run:
+        run_dir = run.run_dir()
+        wait_until(
             lambda: all(device_benchmarks(adb_server, s) for s in serials),
             60,
             "benchmarks running on both phones",
         )
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
-    assert json.loads(out)["interrupted"] is True
+        run.signal(sig)
+        result = run.finish(timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert json.loads(result.stdout)["interrupted"] is True
     for serial in serials:
         assert device_benchmarks(adb_server, serial, shells=True) == {}
     data = load_run(run_dir)
@@ -268,29 +252,28 @@ def test_interrupt_leaves_no_benchmark_on_any_phone(
 
 
 def test_kill9_at_seeded_random_moments_then_resume(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    background_run: Callable[..., Any],
+    resume_and_check: Callable[..., dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
-    lab = fast(start_lab(["pixel_7", "emulator_x86_64"]))
+    lab = start_lab(["pixel_7", "emulator_x86_64"], time_scale=0)
     serials = [p.serial for p in lab.phones]
     rng = random.Random(4)
     resumed = []
     for attempt in range(4):
         where = tmp_path / f"try{attempt}"
         where.mkdir()
-        config = write_config(where, [server_of(adb_server)], delegates=["cpu", "gpu"], repeats=2)
-        proc = farm_bg("run", "--config", config, "--json")
-        try:
+        config = run_config(folder=where, delegates=["cpu", "gpu"], repeats=2)
+        with background_run("run", "--config", config, "--json", out=where / "out") as run:
             time.sleep(rng.uniform(1.0, 8.0))
-            kill9(proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        dirs = run_dirs(where)
+            run.kill9()
+        dirs = run.folders()
         if not dirs or not (dirs[0] / "results.jsonl").exists():
             continue  # killed before the run had a folder: nothing to resume, nothing lost
         (run_dir,) = dirs
         cells = len(load_run(run_dir).cells)  # loads, whatever the moment
-        resume_and_check(run_dir, adb_server, serials, planned=8, ok_only=False)
+        resume_and_check(run_dir, serials, planned=8, ok_only=False)
         resumed.append(cells)
     assert len(resumed) >= 2, resumed  # most kills land inside the run

@@ -6,7 +6,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from farm.android import paths
 from farm.android.adb import Device, ShellResult, join_command
 from farm.android.discovery import discover, get_server
-from farm.bench.binaries import BinaryCache, BinaryChoice, Unsupported, binary_for
+from farm.bench.binaries import EM_AARCH64, BinaryCache, BinaryChoice, Unsupported, binary_for
 from farm.bench.deploy import ensure_model, sha256_file
 from farm.errors import (
     DeviceCommandFailed,
@@ -23,46 +23,29 @@ from farm.errors import (
     DeviceUnavailable,
     InputError,
 )
-from farm.sim.lab import DEFAULT_PHONE_OS
-from farm.sim.testing import AdbServer, bundled_adb
-from tests.lab.conftest import PHONE_OS, lab_starter
-from tests.unit.test_binaries import ANDROID_BUILDS, EM_AARCH64, make_elf
+from farm.sim.lab import Lab
+from farm.sim.testing import AdbServer
+from tests.elf_builds import ANDROID_BUILDS, make_elf
 
 pytestmark = pytest.mark.lab
 
 NASTY = "$(touch /data/local/tmp/pwned) a'b.tflite"
 NASTY_FILE = "$(touch pwned) a'b.tflite"  # the same trick as a plain file name
-needs_confined_os = pytest.mark.skipif(
-    PHONE_OS != DEFAULT_PHONE_OS,
-    reason="device paths inside shell commands need the confined phone OS",
-)
 
 
 @pytest.fixture
-def phone(adb_server: AdbServer, start_lab) -> tuple[Device, object]:
+def phone(adb_server: AdbServer, start_lab: Callable[..., Lab]) -> tuple[Device, Lab]:
     """A phone of its own, for tests that inject faults or change its properties."""
     lab = start_lab(["pixel_7"])
     (p,) = lab.phones
-    return get_server(f"127.0.0.1:{adb_server.port}").device(p.serial), lab
-
-
-@pytest.fixture(scope="module")
-def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AdbServer, object]]:
-    server = AdbServer(bundled_adb()).start()
-    start, labs = lab_starter(server, tmp_path_factory.mktemp("shared"))
-    try:
-        yield server, start(["pixel_7"])
-    finally:
-        for lab in labs:
-            lab.down()
-        server.stop()
+    return get_server(adb_server.address).device(p.serial), lab
 
 
 @pytest.fixture
-def shared(shared_lab) -> tuple[Device, object]:
+def shared(shared_pixel: tuple[AdbServer, Lab]) -> tuple[Device, Lab]:
     """A fresh handle on a phone the tests of this module share (they leave it as it was)."""
-    server, lab = shared_lab
-    return get_server(f"127.0.0.1:{server.port}").device(lab.phones[0].serial), lab
+    server, lab = shared_pixel
+    return get_server(server.address).device(lab.phones[0].serial), lab
 
 
 def test_shell_exit_codes_and_output(shared) -> None:
@@ -217,12 +200,11 @@ def test_binary_from_cache_is_checked_and_pushed_once(phone, tmp_path: Path) -> 
     assert binary_for(device, cache=cache).pushed_bytes == 0
 
 
-@needs_confined_os
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_device_binary_beats_cache_and_config_beats_both(shared, tmp_path: Path) -> None:
     device, _ = shared
     own = device.getprops().get("debug.farm.benchmark_model")
-    if not own:
-        pytest.skip("the phone OS sets no debug.farm.benchmark_model")
+    assert own, "the phone names no benchmark binary (debug.farm.benchmark_model)"
     build = tmp_path / "android_aarch64_benchmark_model"
     build.write_bytes(ANDROID_BUILDS["arm64-v8a"])
     cache = BinaryCache(tmp_path / "cache")
@@ -239,7 +221,7 @@ def test_device_binary_beats_cache_and_config_beats_both(shared, tmp_path: Path)
     assert configured.pushed_bytes == build.stat().st_size
 
 
-@needs_confined_os
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_nasty_device_path_through_the_shell(shared) -> None:
     device, _ = shared
     remote = f"{paths.MODELS}/{NASTY}"

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from farm.android.discovery import discover
 from farm.profiles import all_profiles, get_profile
-from farm.sim.testing import AdbServer, bundled_adb, free_port
+from farm.sim.lab import Lab
+from farm.sim.testing import AdbServer, free_port
 
 pytestmark = pytest.mark.lab
 
@@ -24,23 +24,16 @@ def known_profiles() -> list[str]:
     return [name for name in WANTED if name in all_profiles()]
 
 
-def farm_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "farm.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **(env or {})},
-    )
-
-
 def listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_unreachable_server_is_one_warning_and_starts_nothing() -> None:
+FarmCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def test_unreachable_server_is_one_warning_and_starts_nothing(farm_cli: FarmCli) -> None:
     port = free_port()
     found = discover([f"127.0.0.1:{port}"])
     assert found.devices == []
@@ -54,7 +47,7 @@ def test_unreachable_server_is_one_warning_and_starts_nothing() -> None:
     assert not listening(port)  # adbutils would have run `adb start-server`; we must not
 
 
-def test_env_port_convention_and_bad_server(adb_server: AdbServer) -> None:
+def test_env_port_convention_and_bad_server(adb_server: AdbServer, farm_cli: FarmCli) -> None:
     result = farm_cli("devices", "--json", env={"ANDROID_ADB_SERVER_PORT": str(adb_server.port)})
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"devices": [], "warnings": []}
@@ -65,7 +58,9 @@ def test_env_port_convention_and_bad_server(adb_server: AdbServer) -> None:
     ]
 
 
-def test_discovery_reads_each_phone(adb_server: AdbServer, start_lab) -> None:
+def test_discovery_reads_each_phone(
+    adb_server: AdbServer, start_lab: Callable[..., Lab], farm_cli: FarmCli
+) -> None:
     names = known_profiles()
     lab = start_lab(names)
     found = discover([f"{adb_server.host}:{adb_server.port}"])
@@ -118,39 +113,26 @@ def test_offline_and_unauthorized_are_listed(adb_server: AdbServer, start_lab) -
     assert found.warnings == []
 
 
-@pytest.fixture
-def second_server() -> Iterator[AdbServer]:
-    server = AdbServer(bundled_adb()).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_two_servers_tag_their_devices(
-    adb_server: AdbServer, second_server: AdbServer, start_lab, tmp_path
+    adb_server: AdbServer,
+    second_server: AdbServer,
+    start_lab: Callable[..., Lab],
+    start_second_lab: Callable[..., Lab],
 ) -> None:
-    from tests.lab.conftest import lab_starter
-
     first = start_lab(["pixel_7"])
-    start_second, labs = lab_starter(second_server, tmp_path / "second")
-    try:
-        second = start_second(["pixel_7", "pixel_7"])
-        servers = [f"127.0.0.1:{adb_server.port}", f"127.0.0.1:{second_server.port}"]
-        found = discover([*servers, servers[0]])  # a repeated server counts once
-        got = sorted((d.server, d.serial) for d in found.devices)
-        expected = sorted(
-            [(servers[0], p.serial) for p in first.phones]
-            + [(servers[1], p.serial) for p in second.phones]
-        )
-        assert got == expected
-        assert all(d.online and d.profile == "pixel_7" for d in found.devices)
-    finally:
-        for lab in labs:
-            lab.down()
+    second = start_second_lab(["pixel_7", "pixel_7"])
+    servers = [adb_server.address, second_server.address]
+    found = discover([*servers, servers[0]])  # a repeated server counts once
+    got = sorted((d.server, d.serial) for d in found.devices)
+    expected = sorted(
+        [(servers[0], p.serial) for p in first.phones]
+        + [(servers[1], p.serial) for p in second.phones]
+    )
+    assert got == expected
+    assert all(d.online and d.profile == "pixel_7" for d in found.devices)
 
 
-def test_servers_from_config_file(tmp_path) -> None:
+def test_servers_from_config_file(tmp_path: Path, farm_cli: FarmCli) -> None:
     ports = [free_port(), free_port()]
     config = tmp_path / "farm.yaml"
     config.write_text(f"adb_servers: ['127.0.0.1:{ports[0]}', '127.0.0.1:{ports[1]}']\n")

@@ -1,15 +1,16 @@
 """The fault matrix on the virtual lab: each fault injected exactly when a phase begins.
 
-One run per phase: one phone per meaningful row of that phase (tests/lab/
-test_fault_matrix_table.py), plus a phone with no fault. Faults land through the runner's
-`on_phase` hook (discovery: the service's), so they hit the phase they name, through the real
-adb server. Each row's phone must end as the table says; the control phone is untouched; no
-finished cell is lost; no benchmark is left running on any phone.
+One run per phase: one phone per meaningful row of that phase (farm/sim/fault_matrix.py), plus
+a phone with no fault. Faults land through the runner's `on_phase` hook (discovery: the
+service's), so they hit the phase they name, through the real adb server. Each row's phone must
+end as the table says; the control phone is untouched; no finished cell is lost; no benchmark
+is left running on any phone.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,20 @@ from farm.bench.runner import PHASES, RunnerOptions
 from farm.bench.service import run
 from farm.config import load_config
 from farm.errors import LabError
+from farm.sim.fault_matrix import SUITE, Row, rows_for
+from farm.sim.faults import parse_size
 from farm.sim.lab import Lab
-from farm.sim.testing import AdbServer
-from tests.lab.test_fault_matrix_table import SUITE, Row, rows_for
-from tests.lab.test_run import INT8, benchmarks_on, fast, server_of, wait_for, write_config
+from farm.sim.testing import AdbServer, benchmarks_on, random_file, set_time_scale, wait_until
 
-pytestmark = pytest.mark.lab
+# Every test here runs benchmarks on the phones: the phone OS must be the confined one.
+pytestmark = [pytest.mark.lab, pytest.mark.needs("bubblewrap")]
+
+INT8 = Path(__file__).resolve().parents[2] / "models" / "mobilenet_v1_0.25_128_int8.tflite"
 
 # Faults a phone carries from its start when they hit discovery (the others land on the hook).
 START_FAULTS = {"unauthorized", "slow"}
 CELLS_PER_PHONE = 3
+PROBE_BYTES = 256 * 1024  # pushed through a slow row's link after the run
 
 
 class Injector:
@@ -42,9 +47,13 @@ class Injector:
         self.hit_index = 0 if phase in ("discovery", "push") else 1
         self.seen: dict[str, list[str]] = {}
         self.hit: dict[str, str | None] = {}
+        self.began: dict[str, list[tuple[str, str | None, float]]] = {}  # (phase, key, time)
         self.lock = threading.Lock()
 
     def __call__(self, serial: str, phase: str, cell: Any) -> None:
+        with self.lock:
+            key = None if cell is None else cell.key
+            self.began.setdefault(serial, []).append((phase, key, time.monotonic()))
         if phase != self.phase:
             return
         if phase == "discovery":
@@ -62,6 +71,12 @@ class Injector:
             self.hit[serial] = cell.key
         self.lab.fault(serial, row.fault, **row.options)
 
+    def took(self, serial: str, phase: str, key: str | None) -> float:
+        """Seconds from the start of `phase` of cell `key` to the next phase on that phone."""
+        began = self.began[serial]
+        index = next(i for i, (p, k, _) in enumerate(began) if (p, k) == (phase, key))
+        return began[index + 1][2] - began[index][2]
+
     def _discovery(self) -> None:
         for serial, row in self.rows.items():
             self.hit[serial] = None
@@ -73,6 +88,22 @@ class Injector:
                     self.lab.wait_state(serial, "offline", timeout=5)
                 except LabError:
                     pass
+
+
+def _check_slow(row: Row, serial: str, injector: Injector, server: AdbServer, folder: Path) -> None:
+    """The link of a `slow` row's phone really was capped (so the row shows something)."""
+    label = f"{row.label} at {row.phase}"
+    rate = parse_size(row.options["rate"])
+    if row.phase == "push":  # the hit cell's push moved the whole model through the cap
+        took = injector.took(serial, "push", injector.hit[serial])
+        assert took >= 0.9 * INT8.stat().st_size / rate, (label, took)
+    # A fault stays until cleared: still capped after the run, so it was while the phase ran.
+    probe = random_file(folder / "probe.bin", PROBE_BYTES)
+    started = time.monotonic()
+    push = server.adb("-s", serial, "push", str(probe), "/data/local/tmp/probe.bin")
+    took = time.monotonic() - started
+    assert push.returncode == 0, push.stderr
+    assert took >= 0.9 * PROBE_BYTES / rate, (label, "probe push", took)
 
 
 def _check_row(row: Row, cells: list[dict[str, Any]], hit_key: str | None) -> None:
@@ -103,7 +134,11 @@ def _check_row(row: Row, cells: list[dict[str, Any]], hit_key: str | None) -> No
 
 @pytest.mark.parametrize("phase", PHASES)
 def test_fault_matrix(
-    phase: str, start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    phase: str,
+    start_lab: Callable[..., Lab],
+    adb_server: AdbServer,
+    run_config: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
     rows = rows_for(phase)
     profiles = ["pixel_7"] * (len(rows) + 1)  # the last phone has no fault
@@ -114,14 +149,12 @@ def test_fault_matrix(
     }
     lab = start_lab(profiles, faults=start_faults)
     # While-running faults need a benchmark that is still running when they land.
-    fast(lab, 1.0 if phase == "run" else 0.0)
+    set_time_scale(lab, 1.0 if phase == "run" else 0.0)
     by_serial = {lab.phones[i].serial: r for i, r in enumerate(rows)}
     control = lab.phones[-1].serial
     injector = Injector(lab, by_serial, phase)
     config = load_config(
-        write_config(
-            tmp_path,
-            [server_of(adb_server)],
+        run_config(
             models=[str(INT8)],
             threads=[1],
             repeats=CELLS_PER_PHONE,
@@ -137,6 +170,8 @@ def test_fault_matrix(
         cells.setdefault(cell["serial"], []).append(cell)
     for serial, row in by_serial.items():
         _check_row(row, cells.get(serial, []), injector.hit[serial])
+        if row.fault == "slow":
+            _check_slow(row, serial, injector, adb_server, tmp_path)
     assert [c["status"] for c in cells[control]] == ["ok"] * CELLS_PER_PHONE
     assert all(not c["retries"].get("rerun") for c in cells[control])
     incomplete = any(r.hit not in ("ok", "failed") or r.after not in ("ok", "failed") for r in rows)
@@ -145,4 +180,4 @@ def test_fault_matrix(
         "device_lost"
     ] == CELLS_PER_PHONE * len(profiles)
     for phone in lab.phones:
-        wait_for(lambda s=phone.serial: not benchmarks_on(s), 15, f"{phone.serial} to be idle")
+        wait_until(lambda s=phone.serial: not benchmarks_on(s), 15, f"{phone.serial} to be idle")

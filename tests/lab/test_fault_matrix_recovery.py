@@ -13,19 +13,21 @@ import pytest
 from farm.bench.runner import RunnerOptions
 from farm.bench.service import run
 from farm.config import load_config
+from farm.sim.fault_matrix import SUITE
 from farm.sim.lab import Lab
 from farm.sim.testing import AdbServer
-from tests.lab.test_fault_matrix_table import SUITE
-from tests.lab.test_run import INT8, fast, server_of, write_config
 
-pytestmark = pytest.mark.lab
+# Every test here runs benchmarks on the phones: the phone OS must be the confined one.
+pytestmark = [pytest.mark.lab, pytest.mark.needs("bubblewrap")]
+
+INT8 = Path(__file__).resolve().parents[2] / "models" / "mobilenet_v1_0.25_128_int8.tflite"
 
 
-def _config(tmp_path: Path, server: AdbServer, repeats: int) -> Any:
-    return load_config(
-        write_config(
-            tmp_path, [server_of(server)], models=[str(INT8)], repeats=repeats, min_secs=1.0
-        )
+@pytest.fixture
+def config(run_config: Callable[..., Path]) -> Callable[[int], Any]:
+    """config(repeats) -> a loaded config: the int8 model, 1 s timed runs, `repeats` cells."""
+    return lambda repeats: load_config(
+        run_config(models=[str(INT8)], repeats=repeats, min_secs=1.0)
     )
 
 
@@ -37,9 +39,9 @@ def _by_serial(cells: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def test_a_phone_hung_for_good_never_holds_up_the_others(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab], config: Callable[[int], Any]
 ) -> None:
-    lab = fast(start_lab(["pixel_7", "galaxy_s23"]), 1.0)
+    lab = start_lab(["pixel_7", "galaxy_s23"], time_scale=1.0)
     hung, healthy = (p.serial for p in lab.phones)
     hit: list[str] = []
 
@@ -49,7 +51,7 @@ def test_a_phone_hung_for_good_never_holds_up_the_others(
             lab.fault(serial, "hang")  # until cleared: never
 
     options = RunnerOptions(run_deadline_s=60, on_phase=on_phase, **SUITE)
-    result = run(config=_config(tmp_path, adb_server, 3), progress=False, options=options)
+    result = run(config=config(3), progress=False, options=options)
 
     cells = _by_serial(result.cells)
     assert hit
@@ -60,9 +62,9 @@ def test_a_phone_hung_for_good_never_holds_up_the_others(
 
 
 def test_adb_server_killed_mid_run_and_started_again(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab], adb_server: AdbServer, config: Callable[[int], Any]
 ) -> None:
-    lab = fast(start_lab(["pixel_7"]), 1.0)
+    lab = start_lab(["pixel_7"], time_scale=1.0)
     serial = lab.phones[0].serial
     seen: list[str] = []
     restarted = threading.Event()
@@ -88,7 +90,7 @@ def test_adb_server_killed_mid_run_and_started_again(
     settings = {**SUITE, "grace_s": 20.0, "restart_adb_server": False}  # waited for
     options = RunnerOptions(run_deadline_s=60, on_phase=on_phase, **settings)
     try:
-        result = run(config=_config(tmp_path, adb_server, 4), progress=False, options=options)
+        result = run(config=config(4), progress=False, options=options)
     finally:
         restarted.wait(10)
         lab.down()  # while a server runs: an adb command meeting none would start one
@@ -106,10 +108,10 @@ def test_adb_server_killed_mid_run_and_started_again(
 def test_adb_server_killed_mid_run_is_started_again_by_farm(
     start_lab: Callable[..., Lab],
     adb_server: AdbServer,
-    tmp_path: Path,
+    config: Callable[[int], Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    lab = fast(start_lab(["pixel_7"]), 1.0)
+    lab = start_lab(["pixel_7"], time_scale=1.0)
     serial = lab.phones[0].serial
     for name, value in adb_server.env.items():  # the new server keeps to the private HOME
         if name != "PATH":
@@ -124,7 +126,7 @@ def test_adb_server_killed_mid_run_is_started_again_by_farm(
 
     options = RunnerOptions(run_deadline_s=60, on_phase=on_phase, **{**SUITE, "grace_s": 20.0})
     try:
-        result = run(config=_config(tmp_path, adb_server, 3), progress=False, options=options)
+        result = run(config=config(3), progress=False, options=options)
         assert adb_server.adb("get-state", "-s", serial).stdout.strip() == "device"
     finally:
         lab.down()  # while a server runs: an adb command meeting none would start one

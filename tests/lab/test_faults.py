@@ -34,11 +34,21 @@ def test_unauthorized_from_start_then_cleared(start_lab, adb_server):
     assert client.device(serial).shell("echo hi") == "hi"
 
 
-def test_unauthorized_while_running(start_lab):
+def test_unauthorized_while_running(start_lab, adb_server):
     lab = start_lab(["pixel_7"])
     serial = lab.phones[0].serial
+    client = adb_server.client()
+    assert client.device(serial).shell("echo hi") == "hi"  # allowed, until now
     lab.fault(serial, "unauthorized")
     lab.wait_state(serial, "unauthorized")
+    # What adb sees: the phone listed as unauthorized, every command refused.
+    listed = adb_server.adb("devices").stdout.splitlines()
+    assert f"{serial}\tunauthorized" in listed, listed
+    result = adb_server.adb("-s", serial, "shell", "echo hi")
+    assert result.returncode == 1 and "device unauthorized" in result.stderr
+    assert serial not in [d.serial for d in client.device_list()]  # adbutils skips it
+    with pytest.raises(adbutils.AdbError, match="unauthorized"):
+        client.device(serial).shell("echo hi")
 
 
 def test_drop_ends_a_running_shell_and_the_phone_comes_back(start_lab, adb_server):
@@ -189,14 +199,14 @@ def test_slow_link_caps_push_bandwidth(start_lab, adb_server, tmp_path: Path):
     assert elapsed >= 0.9 * size / rate
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_benchmark_crash_kills_the_benchmark_with_the_signal(start_lab, adb_server):
     lab = start_lab(["pixel_7"])
     serial = lab.phones[0].serial
     lab.fault(serial, "benchmark_crash", signal=11)
     binary = adb_server.adb("-s", serial, "shell", "getprop debug.farm.benchmark_model").stdout
     binary = binary.strip()
-    if not binary:
-        pytest.skip("this phone OS carries no benchmark binary")
+    assert binary, "the phone names no benchmark binary (debug.farm.benchmark_model)"
     assert (
         adb_server.adb("-s", serial, "push", str(MODEL), "/data/local/tmp/m.tflite").returncode == 0
     )

@@ -11,7 +11,6 @@ import csv
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -26,11 +25,11 @@ from farm.profiles import PROFILE_DIR
 from farm.report.text import safe_text
 from farm.results.journal import load_run
 from farm.sim.lab import Lab
-from farm.sim.testing import AdbServer
-from tests.lab.test_run import CUMSUM, benchmarks_on, farm, fast, server_of, write_config
-from tests.lab.test_run_input import on_phone, one_error_line
+from farm.sim.testing import AdbServer, benchmarks_on
 
 pytestmark = pytest.mark.lab
+
+CUMSUM = Path(__file__).resolve().parents[2] / "models" / "tiny_cnn_cumsum_float.tflite"
 
 # Names a user's model files may carry: each must reach the results exactly, and print safely.
 HOSTILE_STEMS = [
@@ -81,18 +80,23 @@ def md_rows_intact(report: str) -> None:
         assert cells == width, f"table row broken: {line!r}"
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_hostile_model_names_run_exactly_and_print_safely(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    on_phone: Callable[[Lab, str, str], bool],
+    tmp_path: Path,
 ) -> None:
-    lab = fast(start_lab(["emulator_x86_64"]))
+    lab = start_lab(["emulator_x86_64"], time_scale=0)
     serial = lab.phones[0].serial
     models = hostile_models(tmp_path / "m")
     # `..` inside a path is just a path; the display name is the file's stem.
     (tmp_path / "m" / "sub").mkdir()
     models.append(tmp_path / "m" / "sub" / ".." / f"{HOSTILE_STEMS[0]}.tflite")
-    config = write_config(tmp_path, [server_of(adb_server)], models=[str(m) for m in models])
+    config = run_config(models=[str(m) for m in models])
 
-    result = farm("run", "--config", config, "--no-progress")
+    result = farm_cli("run", "--config", config, "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     no_raw_controls(result.stdout, "console")
@@ -158,26 +162,30 @@ def hostile_profile_dir(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_hostile_device_properties_print_safely(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    adb_server: AdbServer,
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    tmp_path: Path,
 ) -> None:
-    lab = fast(
-        start_lab(["hostile_emulator"], profile_dir=hostile_profile_dir(tmp_path / "profiles"))
-    )
+    profiles = hostile_profile_dir(tmp_path / "profiles")
+    lab = start_lab(["hostile_emulator"], profile_dir=profiles, time_scale=0)
     serial = lab.phones[0].serial
-    server = server_of(adb_server)
+    server = adb_server.address
 
-    listing = farm("devices", "--server", server)
+    listing = farm_cli("devices", "--server", server)
     assert listing.returncode == 0, listing.stderr
     no_raw_controls(listing.stdout, "farm devices")
     assert "[bold red]Pwn[/]" in listing.stdout  # shown as text, not taken as markup
-    listing = farm("devices", "--server", server, "--json")
+    listing = farm_cli("devices", "--server", server, "--json")
     (device,) = json.loads(listing.stdout)["devices"]
     assert device["model"] == HOSTILE_PROPS["ro.product.model"]  # JSON keeps the exact value
     assert device["release"] == HOSTILE_PROPS["ro.build.version.release"]
 
-    config = write_config(tmp_path, [server], models=[str(CUMSUM)])
-    result = farm("run", "--config", config, "--no-progress")
+    config = run_config(models=[str(CUMSUM)])
+    result = farm_cli("run", "--config", config, "--no-progress")
     assert result.returncode == 0, result.stderr
     no_raw_controls(result.stdout + result.stderr, "farm run console")
     assert "[bold red]Pwn[/]" in result.stdout  # shown as text, not taken as markup
@@ -203,10 +211,14 @@ def test_hostile_device_properties_print_safely(
 # -- delegate values that a shell would run --------------------------------------------------
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_hostile_delegate_values_reach_the_tool_verbatim_and_run_nothing(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    on_phone: Callable[[Lab, str, str], bool],
 ) -> None:
-    lab = fast(start_lab(["emulator_x86_64"]))
+    lab = start_lab(["emulator_x86_64"], time_scale=0)
     serial = lab.phones[0].serial
     external = {
         "kind": "external",
@@ -215,10 +227,8 @@ def test_hostile_delegate_values_reach_the_tool_verbatim_and_run_nothing(
         "options": {"backend type": "h t p", "q": 'it\'s "so" $(touch pwned3)'},
     }
     nnapi = {"kind": "nnapi", "accelerator_name": "nnapi-reference"}
-    config = write_config(
-        tmp_path, [server_of(adb_server)], models=[str(CUMSUM)], delegates=[external, nnapi]
-    )
-    result = farm("run", "--config", config, "--json")
+    config = run_config(models=[str(CUMSUM)], delegates=[external, nnapi])
+    result = farm_cli("run", "--config", config, "--json")
     assert result.returncode == 0, result.stderr
     data = load_run(json.loads(result.stdout)["run_dir"])
     by_delegate = {c["delegate"]: c for c in data.cells}
@@ -241,14 +251,19 @@ def test_hostile_delegate_values_reach_the_tool_verbatim_and_run_nothing(
 
 
 def test_out_that_is_a_file_is_one_line_and_nothing_is_pushed(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    on_phone: Callable[[Lab, str, str], bool],
+    one_error_line: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     lab = start_lab(["emulator_x86_64"])
     serial = lab.phones[0].serial
-    config = write_config(tmp_path, [server_of(adb_server)])
+    config = run_config()
     afile = tmp_path / "afile"
     afile.write_text("keep me\n")
-    result = farm("run", "--config", config, "--out", afile)
+    result = farm_cli("run", "--config", config, "--out", afile)
     assert result.returncode == 2
     assert f"{afile}/" in one_error_line(result.stderr)
     assert "Not a directory" in result.stderr
@@ -257,16 +272,8 @@ def test_out_that_is_a_file_is_one_line_and_nothing_is_pushed(
 
 
 def _unshare() -> list[str]:
-    """A command prefix running a command in its own mount namespace (skip when impossible)."""
-    cmd = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
-    if shutil.which("unshare") is None:
-        pytest.skip("no unshare")
-    probe = subprocess.run(
-        [*cmd, "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"cannot mount a private tmpfs: {probe.stderr.decode().strip()}")
-    return cmd
+    """A command prefix running a command in its own mount namespace."""
+    return ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
 
 
 def _farm_on_tmpfs(
@@ -288,11 +295,15 @@ def _farm_on_tmpfs(
     )
 
 
+@pytest.mark.needs("mount-namespace")
 def test_read_only_out_is_one_line(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    one_error_line: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     start_lab(["emulator_x86_64"])
-    config = write_config(tmp_path, [server_of(adb_server)])
+    config = run_config()
     mount, keep = tmp_path / "ro", tmp_path / "keep"
     mount.mkdir()
     keep.mkdir()
@@ -302,18 +313,19 @@ def test_read_only_out_is_one_line(
     assert f"{mount}/" in line and "Read-only file system" in line
 
 
+@pytest.mark.needs("mount-namespace")
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_full_disk_stops_the_run_with_one_line_and_resume_completes_it(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    one_error_line: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
-    lab = fast(start_lab(["emulator_x86_64"]))
+    lab = start_lab(["emulator_x86_64"], time_scale=0)
     serial = lab.phones[0].serial
     models = hostile_models(tmp_path / "m")[:6]
-    config = write_config(
-        tmp_path,
-        [server_of(adb_server)],
-        models=[str(m) for m in models],
-        threads=[1, 2],
-    )
+    config = run_config(models=[str(m) for m in models], threads=[1, 2])
     mount, keep = tmp_path / "full", tmp_path / "keep"
     mount.mkdir()
     keep.mkdir()
@@ -333,7 +345,7 @@ def test_full_disk_stops_the_run_with_one_line_and_resume_completes_it(
     done = [c for c in data.cells if c["status"] == "ok"]
     assert len(done) < len(planned)
 
-    resumed = farm("run", "--resume", run_dir, "--json")
+    resumed = farm_cli("run", "--resume", run_dir, "--json")
     assert resumed.returncode == 0, resumed.stderr
     final = load_run(run_dir)
     assert not final.warnings

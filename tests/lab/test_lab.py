@@ -67,6 +67,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.needs("bubblewrap")  # device paths in shell commands, the sandbox's processes
 def test_killed_phone_goes_offline_and_its_processes_die(start_lab, adb_server):
     lab = start_lab(["pixel_7", "pixel_7"], per_process=True)
     victim, keep = lab.phones
@@ -148,6 +149,7 @@ def test_farm_lab_cli_errors_are_one_line(adb_server: AdbServer, tmp_path: Path)
     assert bad_fault.returncode == 2 and "no phone 7" in bad_fault.stderr
 
 
+@pytest.mark.needs("bubblewrap")  # device paths in shell commands, the sandbox's processes
 def test_restarted_phone_keeps_port_serial_and_files(start_lab, adb_server):
     lab = start_lab(["pixel_7", "galaxy_a54"], per_process=True)
     victim, keep = lab.phones
@@ -168,6 +170,7 @@ def test_restarted_phone_keeps_port_serial_and_files(start_lab, adb_server):
     assert adb_server.adb("-s", keep.serial, "shell", "echo alive").stdout == "alive\n"
 
 
+@pytest.mark.needs("bubblewrap")  # device paths in shell commands, the sandbox's processes
 def test_phones_see_the_labs_host_cpu_lock(start_lab, adb_server):
     lab = start_lab(["pixel_7", "galaxy_s23"])
     host_inode = (lab.dir / "cpu.lock").stat().st_ino
@@ -274,6 +277,7 @@ def _phone_pids(serial: str) -> dict[int, str]:
     return found
 
 
+@pytest.mark.needs("bubblewrap")  # device paths in shell commands, the sandbox's processes
 def test_reboots_during_detached_jobs_leave_no_sandbox_after_down(start_lab, adb_server):
     lab = start_lab(["pixel_7"])
     serial = lab.phones[0].serial

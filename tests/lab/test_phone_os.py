@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -20,12 +19,12 @@ import farm
 from farm.profiles import get_profile
 from farm.sim import android_files as af
 from farm.sim import phone_os as phone_os_module
-from farm.sim.phone_os import PhoneOS, bubblewrap_available
+from farm.sim.phone_os import PhoneOS
 
 REPO = Path(farm.__file__).resolve().parent.parent
 DEADLINE_S = 20.0
 
-confined_only = pytest.mark.skipif(not bubblewrap_available(), reason="bubblewrap not installed")
+confined_only = pytest.mark.needs("bubblewrap")
 
 
 async def sh(phone: PhoneOS, command: str | None, stdin: bytes = b"") -> tuple[int, str, str]:
@@ -65,8 +64,7 @@ def phone_processes(serial: str) -> list[int]:
 def phone(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[PhoneOS]:
     serial = f"TEST{os.getpid()}{request.node.name}"[:60]
     os_ = PhoneOS(serial, get_profile("pixel_7"), tmp_path / "phone")
-    if not os_.confined:
-        pytest.skip("bubblewrap not installed")
+    assert os_.confined  # its users need("bubblewrap")
     try:
         yield os_
     finally:
@@ -179,12 +177,12 @@ def test_getprop_setprop(phone: PhoneOS):
 
 
 @confined_only
-def test_dumpsys_battery_has_the_real_format(phone: PhoneOS):
+def test_dumpsys_battery_has_the_real_format(phone: PhoneOS, adb_output):
     rc, out, _ = run(phone, "dumpsys battery")
     assert rc == 0
-    real = Path("/work/shared/corpus/adb_outputs/003_dumpsys_battery_unknown_device.txt")
+    real = adb_output("003_dumpsys_battery_unknown_device.txt")
     keys = [line.split(":")[0] for line in out.splitlines()]
-    assert keys == [line.split(":")[0] for line in real.read_text().splitlines() if line]
+    assert keys == [line.split(":")[0] for line in real.splitlines() if line]
     battery = phone.profile.sim.battery
     assert f"  level: {battery.level}" in out.splitlines()
     assert f"  temperature: {round(battery.temperature_c * 10)}" in out.splitlines()
@@ -231,9 +229,6 @@ def test_system_image_runs_the_python_stand_in(phone: PhoneOS):
 
 
 @confined_only
-@pytest.mark.skipif(
-    importlib.util.find_spec("farm.sim.benchmark_model") is None, reason="no stand-in yet"
-)
 def test_benchmark_model_launcher_reaches_the_stand_in(phone: PhoneOS):
     rc, out, err = run(phone, "benchmark_model --graph=/data/local/tmp/missing.tflite")
     assert "No module named" not in out + err

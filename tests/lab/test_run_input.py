@@ -6,57 +6,48 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from farm.results.journal import load_run
 from farm.sim.lab import Lab
-from farm.sim.testing import AdbServer
-from tests.lab.test_run import FLOAT, farm, fast, server_of, write_config
 
 pytestmark = pytest.mark.lab
 
-
-def on_phone(lab: Lab, serial: str, path: str) -> bool:
-    """True when `path` exists on the phone."""
-    result = lab.adb("-s", serial, "shell", f"[ -e {path} ] && echo yes || echo no")
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip() == "yes"
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("farm: error: ")
-    assert "Traceback" not in stderr
-    return lines[0]
+FLOAT = Path(__file__).resolve().parents[2] / "models" / "mobilenet_v1_0.25_128_float.tflite"
 
 
 def test_bad_input_is_one_line_exit_2_and_nothing_pushed(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    on_phone: Callable[[Lab, str, str], bool],
+    one_error_line: Callable[[str], str],
+    tmp_path: Path,
 ) -> None:
     lab = start_lab(["pixel_7"])
     serial = lab.phones[0].serial
-    config = write_config(tmp_path, [server_of(adb_server)])
+    config = run_config()
 
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(FLOAT.read_bytes()[:4096])
-    result = farm("run", "--config", config, "--model", corrupt)
+    result = farm_cli("run", "--config", config, "--model", corrupt)
     assert result.returncode == 2
     assert "corrupt.tflite" in one_error_line(result.stderr)
 
     typo = tmp_path / "typo.yaml"
     typo.write_text(config.read_text().replace('"delegates"', '"delegats"'))
-    result = farm("run", "--config", typo)
+    result = farm_cli("run", "--config", typo)
     assert result.returncode == 2
     line = one_error_line(result.stderr)
     assert "typo.yaml:" in line and "delegats" in line
 
-    result = farm("run", "--config", config, "--delegate", "cpu,gpux")
+    result = farm_cli("run", "--config", config, "--delegate", "cpu,gpux")
     assert result.returncode == 2
     assert "unknown delegate 'gpux'" in one_error_line(result.stderr)
 
-    result = farm("run", "--config", config, "--serial", "no-such-phone")
+    result = farm_cli("run", "--config", config, "--serial", "no-such-phone")
     assert result.returncode == 3
     assert "no-such-phone" in one_error_line(result.stderr)
 
@@ -64,15 +55,20 @@ def test_bad_input_is_one_line_exit_2_and_nothing_pushed(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.needs("bubblewrap")  # runs the benchmark stand-in, device paths in shell
 def test_hostile_model_name_runs_and_executes_nothing(
-    start_lab: Callable[..., Lab], adb_server: AdbServer, tmp_path: Path
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    on_phone: Callable[[Lab, str, str], bool],
+    tmp_path: Path,
 ) -> None:
-    lab = fast(start_lab(["emulator_x86_64"]))
+    lab = start_lab(["emulator_x86_64"], time_scale=0)
     serial = lab.phones[0].serial
     odd = tmp_path / "$(touch pwned) a'b `touch pwned2`;.tflite"
     shutil.copy(FLOAT, odd)
-    config = write_config(tmp_path, [server_of(adb_server)], models=[str(odd)])
-    result = farm("run", "--config", config, "--json")
+    config = run_config(models=[str(odd)])
+    result = farm_cli("run", "--config", config, "--json")
     assert result.returncode == 0, result.stderr
     data = load_run(json.loads(result.stdout)["run_dir"])
     (cell,) = data.cells

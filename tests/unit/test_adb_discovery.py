@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -10,7 +10,6 @@ from farm.android.adb import DeviceEntry, parse_getprop
 from farm.android.discovery import abi_list, is_emulator, make_info, soc_name
 from farm.profiles import get_profile
 
-CORPUS = Path("/work/shared/corpus/adb_outputs")
 SERVER = "127.0.0.1:5037"
 
 
@@ -30,11 +29,8 @@ def test_profile_props_make_a_matched_info() -> None:
     assert "props" not in info.to_dict() and info.to_dict()["server"] == SERVER
 
 
-def test_unknown_phone_from_corpus_getprop() -> None:
-    sample = CORPUS / "002_getprop_excerpt_moto_g75_5g_sm6475.txt"
-    if not sample.exists():
-        pytest.skip("corpus not present")
-    props = parse_getprop(sample.read_text())
+def test_unknown_phone_from_corpus_getprop(adb_output: Callable[[str], str]) -> None:
+    props = parse_getprop(adb_output("002_getprop_excerpt_moto_g75_5g_sm6475.txt"))
     info = make_info(DeviceEntry("ZY22", "device", {"model": "moto_g75_5G"}), SERVER, props)
     assert info.profile is None
     assert (info.manufacturer, info.model, info.soc) == ("motorola", "moto g75 5G", "QTI SM6475")

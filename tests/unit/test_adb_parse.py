@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,6 @@ from farm.errors import (
     DeviceTimeout,
     DeviceUnavailable,
 )
-
-CORPUS = Path("/work/shared/corpus/adb_outputs")
 
 
 def test_parse_devices_all_states() -> None:
@@ -57,15 +56,17 @@ def test_parse_devices_all_states() -> None:
     assert entries[4].tags == {"usb": "1-1", "transport_id": "5"}
 
 
-def test_parse_devices_corpus_and_empty() -> None:
-    sample = CORPUS / "001_adb_devices_l_oppo_cph2641.txt"
-    if sample.exists():
-        (entry,) = parse_devices(sample.read_text())
-        assert (entry.serial, entry.state, entry.tags["product"]) == (
-            "ebe3968d",
-            "device",
-            "OP5B16L1",
-        )
+def test_adb_output_samples_are_in_the_repository_and_indexed() -> None:
+    folder = Path(__file__).resolve().parents[1] / "corpus" / "adb_outputs"
+    index = (folder / "index.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    listed = sorted(line.split("\t", 1)[0] for line in index)
+    assert listed == sorted(p.name for p in folder.glob("*.txt"))
+    assert len(listed) == 3
+
+
+def test_parse_devices_corpus_and_empty(adb_output: Callable[[str], str]) -> None:
+    (entry,) = parse_devices(adb_output("001_adb_devices_l_oppo_cph2641.txt"))
+    assert (entry.serial, entry.state, entry.tags["product"]) == ("ebe3968d", "device", "OP5B16L1")
     assert parse_devices("") == []
     assert parse_devices("* daemon started successfully\nList of devices attached\n") == []
 
@@ -90,11 +91,8 @@ def test_parse_getprop_multiline_and_empty_values() -> None:
     }
 
 
-def test_parse_getprop_corpus() -> None:
-    sample = CORPUS / "002_getprop_excerpt_moto_g75_5g_sm6475.txt"
-    if not sample.exists():
-        pytest.skip("corpus not present")
-    props = parse_getprop(sample.read_text())
+def test_parse_getprop_corpus(adb_output: Callable[[str], str]) -> None:
+    props = parse_getprop(adb_output("002_getprop_excerpt_moto_g75_5g_sm6475.txt"))
     assert props["ro.product.model"] == "moto g75 5G"
     assert props["ro.product.cpu.abilist"] == "arm64-v8a,armeabi-v7a,armeabi"
     assert props["ro.soc.model"] == "SM6475"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from farm.bench.parse import BenchmarkResult, parse_text
 from farm.profiles import Accelerator, Failure, Gpu, Nnapi, Profile, get_profile
 from farm.sim import benchmark_model as bm
 from farm.sim.delegates_sim import partitions
@@ -101,12 +102,8 @@ def run_tool(
     return proc
 
 
-def _parsed(text: str):  # type: ignore[no-untyped-def]
-    """The parser's reading of the output, or None while farm.bench.parse is missing."""
-    try:
-        from farm.bench.parse import parse_text
-    except ImportError:
-        return None
+def _parsed(text: str) -> BenchmarkResult:
+    """The parser's reading of the output: one run."""
     results = parse_text(text)
     assert len(results) == 1, text
     return results[0]
@@ -213,13 +210,12 @@ def test_cpu_run_prints_the_official_format(tmp_path: Path) -> None:
     assert summary and RE_MEMORY.search(out)
     assert out.index("Inference timings in us") > out.rindex("count=")
     parsed = _parsed(out)
-    if parsed is not None:
-        assert parsed.status == "ok" and parsed.threads == 2
-        assert parsed.inference.count == int(counts[1][0])
-        assert parsed.init_us == int(summary.group(1))
-        assert parsed.first_inference_us == int(summary.group(2))
-        assert parsed.inference_avg_us == pytest.approx(float(summary.group(4)))
-        assert parsed.model_size_mb == pytest.approx(FLOAT.stat().st_size / 1e6, 1e-5)
+    assert parsed.status == "ok" and parsed.threads == 2
+    assert parsed.inference.count == int(counts[1][0])
+    assert parsed.init_us == int(summary.group(1))
+    assert parsed.first_inference_us == int(summary.group(2))
+    assert parsed.inference_avg_us == pytest.approx(float(summary.group(4)))
+    assert parsed.model_size_mb == pytest.approx(FLOAT.stat().st_size / 1e6, 1e-5)
 
 
 @pytest.mark.parametrize("threads", [1, 4])
@@ -228,8 +224,7 @@ def test_thread_count_is_echoed_and_parsed(tmp_path: Path, threads: int) -> None
     assert proc.returncode == 0, proc.stdout
     assert f"INFO: Num threads: [{threads}]" in proc.stdout.splitlines()
     parsed = _parsed(proc.stdout)
-    if parsed is not None:
-        assert parsed.threads == threads and parsed.inference.count >= 3
+    assert parsed.threads == threads and parsed.inference.count >= 3
 
 
 def test_unconsumed_and_xnnpack_flags(tmp_path: Path) -> None:
@@ -272,12 +267,12 @@ def test_op_profiling_tables(tmp_path: Path) -> None:
     timed = RE_COUNT.findall(out)[1]
     assert re.search(rf"^Timings \(microseconds\): count={timed[0]}\b", regular, re.M)
     parsed = _parsed(out)
-    if parsed is not None and parsed.profile_regular is not None:
-        assert [r.node_type for r in parsed.profile_regular.run_order][:3] == [
-            "CONV_2D",
-            "MAX_POOL_2D",
-            "CUMSUM",
-        ]
+    assert parsed.profile_regular is not None
+    assert [r.node_type for r in parsed.profile_regular.run_order][:3] == [
+        "CONV_2D",
+        "MAX_POOL_2D",
+        "CUMSUM",
+    ]
 
 
 def test_peak_memory_lines(tmp_path: Path) -> None:
@@ -318,9 +313,8 @@ def test_gpu_partial_delegation_of_an_op_outside_the_gpu_set(tmp_path: Path) -> 
     assert "TfLiteXNNPackDelegate" not in out  # explicit delegates drop the default one
     assert RE_SUMMARY.search(out)
     parsed = _parsed(out)
-    if parsed is not None:
-        assert parsed.delegation.get("GPU").partitions == 2
-        assert parsed.delegation.coverage == "partial"
+    assert parsed.delegation.get("GPU").partitions == 2
+    assert parsed.delegation.coverage == "partial"
 
 
 def test_gpu_full_delegation_and_max_partitions(tmp_path: Path) -> None:
@@ -444,8 +438,7 @@ def test_nnapi_rejects_a_quantized_model_with_bad_data(tmp_path: Path) -> None:
     )
     assert "Inference timings" not in out
     parsed = _parsed(out)
-    if parsed is not None:
-        assert parsed.status == "failed" and parsed.failure_kind == "delegate_failed"
+    assert parsed.status == "failed" and parsed.failure_kind == "delegate_failed"
     # The float model passes on the same accelerator; a named one is used as asked.
     proc = run_tool(
         tmp_path / "b",
@@ -558,8 +551,7 @@ def test_delegate_crash_on_a_model_dies_by_its_signal(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGSEGV, proc.stdout
     assert "Initialized session in" in proc.stdout and "count=" not in proc.stdout
     parsed = _parsed(proc.stdout)
-    if parsed is not None:
-        assert parsed.status == "failed" and parsed.failure_kind == "crashed"
+    assert parsed.status == "failed" and parsed.failure_kind == "crashed"
     proc = run_tool(
         tmp_path / "b", [f"--graph={INT8}", "--use_gpu=true", *SHORT], profile=_profile(gpu=gpu)
     )
@@ -617,8 +609,7 @@ def test_model_engine_simulates_without_inference(tmp_path: Path) -> None:
     assert len(counts) == 2 and int(counts[1][0]) >= 50
     assert counts[1][1] and counts[1][5]  # first= and avg= present: values vary
     parsed = _parsed(out)
-    if parsed is not None:
-        assert parsed.status == "ok" and parsed.inference.count == int(counts[1][0])
+    assert parsed.status == "ok" and parsed.inference.count == int(counts[1][0])
 
 
 def test_bad_input(tmp_path: Path) -> None:
@@ -794,8 +785,7 @@ def test_litert_engine_takes_turns_on_the_host_cpu_lock(
     first_phase = next(i for i, line in enumerate(lines) if line.startswith("INFO: Running bench"))
     assert held_at < first_phase
     parsed = _parsed(out)
-    if parsed is not None:
-        assert parsed.status == "ok"
+    assert parsed.status == "ok"
 
 
 def test_model_engine_and_phones_outside_a_lab_take_no_lock(tmp_path: Path) -> None:

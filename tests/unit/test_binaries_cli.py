@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.unit.test_binaries import ANDROID_BUILDS, EM_AARCH64, make_elf
+from farm.bench.binaries import EM_AARCH64
+from tests.elf_builds import ANDROID_BUILDS, make_elf
 
 
 def farm(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,7 @@ def test_cut_anywhere_in_a_table_never_raises(log: Path) -> None:
         if cut > summary_end + 1 and results:
             assert results[0]["inference_count"] == full.inference.count
     # cut at every line: rows already printed are kept, none is invented
+    assert full.profile_regular is not None and full.profile_regular.run_order
     lines = text.splitlines()
     for n in range(len(lines)):
         results = parse_text("\n".join(lines[:n]))
@@ -228,22 +230,25 @@ def test_iter_file_reports_unreadable_input_at_once(tmp_path: Path) -> None:
         iter_file(tmp_path / "gone.log")  # before any iteration
 
 
-N = MAX_LINE
-HOSTILE_LINES = {
-    "logcat-brief-spaces": "I/" + " " * N,
-    "logcat-threadtime-spaces": "07-08 15:40:34.274  6794  6794 I " + " " * N,
-    "stats-one-word": "count=" + "a" * N,
-    "stats-huge-int": "count=" + "1" * N,
-    "summary-huge-int": "Inference timings in us: Init: " + "9" * 5000,
-    "session-huge-exponent": "Initialized session in 1e999999999ms.",
-    "litert-huge": "Inference (avg): 1e999999999 ms (" + "9" * 5000 + " runs)",
-    "replacing-huge-int": "Replacing " + "9" * 5000 + " out of 1 node(s) with delegate (X) node,"
-    " yielding 1 partitions",
-    "simple-delegate-long": " delegate: " + "x" * N + "nodes delegated out of",
-    "delegate-created-long": "x" * N + " delegate created.",
-    "header-brackets": "[node type]" + "[" * N,
-    "glued-severities": "INFO: " * (N // 6),
-}
+def hostile_lines(n: int) -> dict[str, str]:
+    """Lines that would make a backtracking regex slow, each about `n` characters long."""
+    return {
+        "logcat-brief-spaces": "I/" + " " * n,
+        "logcat-threadtime-spaces": "07-08 15:40:34.274  6794  6794 I " + " " * n,
+        "stats-one-word": "count=" + "a" * n,
+        "stats-huge-int": "count=" + "1" * n,
+        "summary-huge-int": "Inference timings in us: Init: " + "9" * n,
+        "session-huge-exponent": "Initialized session in 1e" + "9" * n + "ms.",
+        "litert-huge": "Inference (avg): 1e999999999 ms (" + "9" * n + " runs)",
+        "replacing-huge-int": "Replacing " + "9" * n + " out of 1 node(s) with delegate (X) node,"
+        " yielding 1 partitions",
+        "simple-delegate-long": " delegate: " + "x" * n + "nodes delegated out of",
+        "delegate-created-long": "x" * n + " delegate created.",
+        "header-brackets": "[node type]" + "[" * n,
+        "glued-severities": "INFO: " * (n // 6),
+    }
+
+
 HOSTILE_CONTEXT = [
     "STARTING!",
     "========== BENCHMARK RESULTS ==========",
@@ -252,11 +257,34 @@ HOSTILE_CONTEXT = [
 ]
 
 
-@pytest.mark.parametrize("line", HOSTILE_LINES.values(), ids=HOSTILE_LINES.keys())
-def test_hostile_long_lines_parse_in_linear_time(line: str) -> None:
-    # a regex that backtracks quadratically would take minutes on these 64 KiB lines
+def _cpu_ns(lines: list[str]) -> int:
+    """CPU time this thread spends parsing `lines` (not wall time: other load does not count)."""
+    start = time.thread_time_ns()
+    _dicts(parse_lines(lines))
+    return time.thread_time_ns() - start
+
+
+def _growth(small: list[str], large: list[str], tries: int = 5) -> float:
+    """CPU time of parsing `large` over that of `small`: the best of `tries` each, interleaved."""
+    best_small = best_large = 1 << 62
+    for _ in range(tries):
+        best_small = min(best_small, _cpu_ns(small))
+        best_large = min(best_large, _cpu_ns(large))
+    return best_large / max(best_small, 1)
+
+
+@pytest.mark.parametrize("name", list(hostile_lines(0)))
+def test_hostile_long_lines_parse_in_linear_time(name: str) -> None:
+    # Lines cut at MAX_LINE parse without raising...
+    line = hostile_lines(MAX_LINE)[name]
     _dicts(parse_lines([line, line]))
     _dicts(parse_lines([*HOSTILE_CONTEXT, line, line]))
+    # ...and 4x longer lines (all below the cut) cost about 4x the time: a regex that
+    # backtracks quadratically would cost 16x (and minutes at MAX_LINE).
+    n = (MAX_LINE - 256) // 4
+    small, large = hostile_lines(n)[name], hostile_lines(4 * n)[name]
+    growth = _growth([*HOSTILE_CONTEXT, small, small], [*HOSTILE_CONTEXT, large, large])
+    assert growth < 8, f"{name}: 4x the length took {growth:.1f}x the time"
 
 
 GPU_PARTIAL = """\

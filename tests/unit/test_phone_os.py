@@ -14,7 +14,6 @@ from farm.profiles import PROFILE_DIR, all_profiles, get_profile, match_profile
 from farm.sim import android_files as af
 from farm.sim.phone_os import PhoneOS
 
-CORPUS = Path("/work/shared/corpus/adb_outputs")
 PROFILE_NAMES = ["pixel_7", "galaxy_s23", "galaxy_a54", "emulator_x86_64"]
 # What discovery and the orchestrator read from one batched getprop.
 NEEDED_PROPS = [
@@ -113,11 +112,11 @@ def test_galaxy_a54_failure_modes():
 
 
 # Identity files.
-def test_getprop_listing_has_the_real_format():
+def test_getprop_listing_has_the_real_format(adb_output):
     props = af.device_props(get_profile("galaxy_s23"), "R5CW20ABCDE")
     text = af.format_getprop(props)
     line = re.compile(r"^\[[^\]]+\]: \[.*\]$")
-    real = (CORPUS / "002_getprop_excerpt_moto_g75_5g_sm6475.txt").read_text()
+    real = adb_output("002_getprop_excerpt_moto_g75_5g_sm6475.txt")
     assert all(line.match(x) for x in real.splitlines())  # the pattern fits a real phone's output
     lines = text.splitlines()
     assert all(line.match(x) for x in lines)
