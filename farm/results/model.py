@@ -62,6 +62,9 @@ class Status(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    def __hash__(self) -> int:  # equal to its value, so it also finds "ok" in sets and dicts
+        return str.__hash__(self)
+
 
 _COMPLETE = frozenset({Status.OK, Status.FAILED, Status.UNSUPPORTED})
 STATUSES: tuple[Status, ...] = tuple(Status)

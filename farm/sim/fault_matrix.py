@@ -29,6 +29,8 @@ SUITE = {
     "wait_chunk_s": 0.5,
     "kill_wait_s": 0.5,
     "quarantine_after": 2,
+    "quarantine_after_s": 0.0,
+    "storage_wait_s": 2.0,
     "reruns": 1,
 }
 
@@ -172,9 +174,10 @@ MATRIX: tuple[Row, ...] = (
         hit="error",
         after="error",
         reason="No space left",
-        recovery="not retried; quarantined after `quarantine_after` (3) such cells",
-        why="error with df's free space in the reason; repeated failures quarantine the device "
-        "and its remaining cells say so",
+        recovery="checked again for `storage_wait_s` (30 s); quarantined after "
+        "`quarantine_after` (3) such cells over `quarantine_after_s` (60 s)",
+        why="a disk still full is error with df's free space in the reason; repeated failures "
+        "quarantine the device and its remaining cells say so",
     ),
     Row(
         "slow",

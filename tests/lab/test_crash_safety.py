@@ -48,7 +48,7 @@ def device_benchmarks(server: AdbServer, serial: str, *, shells: bool = False) -
 
 def finished(run_dir: Path) -> dict[str, str]:
     """key -> started_at of the cells that reached a result."""
-    return {c["key"]: c["started_at"] for c in load_run(run_dir).cells if c["status"] == "ok"}
+    return {c.key: c.started_at for c in load_run(run_dir).cells if c.status == "ok"}
 
 
 @pytest.fixture
@@ -58,8 +58,8 @@ def resume_and_check(
     """resume_and_check(run_dir, serials, planned, ok_only=True) -> the resumed run's outcome.
 
     Resumes the run and checks it completes, keeps its finished cells and leaves no benchmark
-    process on the phones `serials`. `ok_only`: every cell ends ok (else: ok or unsupported,
-    the emulator has no GPU).
+    process on the phones `serials`. `ok_only`: every cell ends ok (else: ok, failed or
+    unsupported: the emulator's GPU delegate fails).
     """
 
     def check(
@@ -71,14 +71,14 @@ def resume_and_check(
         data = load_run(run_dir)
         assert not data.warnings
         assert len(data.cells) == planned
-        statuses = Counter(c["status"] for c in data.cells)
+        statuses = Counter(c.status for c in data.cells)
         if ok_only:
             assert statuses == Counter(ok=planned)
         else:
-            assert set(statuses) <= {"ok", "unsupported"} and statuses["ok"] > 0, statuses
-        after = {c["key"]: c["started_at"] for c in data.cells}
+            assert set(statuses) <= {"ok", "failed", "unsupported"} and statuses["ok"] > 0, statuses
+        after = {c.key: c.started_at for c in data.cells}
         assert {k: after[k] for k in before} == before  # finished cells were not run again
-        assert data.summary is not None and data.summary["missing"] == 0
+        assert data.summary is not None and data.summary.missing == 0
         for serial in serials:
             assert device_benchmarks(adb_server, serial, shells=True) == {}
         return json.loads(again.stdout)
@@ -109,7 +109,7 @@ def test_kill9_during_deploy_then_resume(
         wait_until(pushing, 60, "the model push under way")
         run.kill9()
     data = load_run(run_dir)
-    assert data.cells == [] and data.summary is None and not data.warnings
+    assert data.cells == () and data.summary is None and not data.warnings
 
     lab.fault(serial, "clear")
     resume_and_check(run_dir, [serial], planned=2)
@@ -215,11 +215,11 @@ def test_kill9_while_writing_a_line_then_resume(
 
     data = load_run(run_dir)
     assert len(data.warnings) == 1 and "partial last line ignored" in data.warnings[0]
-    assert torn_key not in {c["key"] for c in data.cells}
+    assert torn_key not in {c.key for c in data.cells}
     resume_and_check(run_dir, [serial], planned=4)
     for line in results.read_bytes().splitlines():
         json.loads(line)  # every line whole again
-    assert torn_key in {c["key"] for c in load_run(run_dir).cells}
+    assert torn_key in {c.key for c in load_run(run_dir).cells}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -247,8 +247,8 @@ def test_interrupt_leaves_no_benchmark_on_any_phone(
     for serial in serials:
         assert device_benchmarks(adb_server, serial, shells=True) == {}
     data = load_run(run_dir)
-    assert data.summary is not None and data.summary["interrupted"] is True
-    assert data.summary["missing"] == 8 - len(data.cells)
+    assert data.summary is not None and data.summary.interrupted is True
+    assert data.summary.missing == 8 - len(data.cells)
 
 
 def test_kill9_at_seeded_random_moments_then_resume(

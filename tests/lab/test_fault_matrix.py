@@ -21,6 +21,7 @@ from farm.bench.runner import PHASES, RunnerOptions
 from farm.bench.service import run
 from farm.config import load_config
 from farm.errors import LabError
+from farm.results.model import CellResult
 from farm.sim.fault_matrix import SUITE, Row, rows_for
 from farm.sim.faults import parse_size
 from farm.sim.lab import Lab
@@ -108,28 +109,28 @@ def _check_slow(row: Row, serial: str, injector: Injector, server: AdbServer, fo
 
 def _check_row(row: Row, cells: list[dict[str, Any]], hit_key: str | None) -> None:
     label = f"{row.label} at {row.phase}"
-    assert len(cells) == CELLS_PER_PHONE, (label, [c["status"] for c in cells])
-    assert len({c["key"] for c in cells}) == CELLS_PER_PHONE, label
-    index = 0 if hit_key is None else [c["key"] for c in cells].index(hit_key)
+    assert len(cells) == CELLS_PER_PHONE, (label, [c.status for c in cells])
+    assert len({c.key for c in cells}) == CELLS_PER_PHONE, label
+    index = 0 if hit_key is None else [c.key for c in cells].index(hit_key)
     before, hit, after = cells[:index], cells[index], cells[index + 1 :]
     for cell in before:  # finished before the fault: kept, untouched
-        assert cell["status"] == "ok", (label, cell["reason"])
-    assert hit["status"] == row.hit, (label, hit["status"], hit["reason"])
+        assert cell.status == "ok", (label, cell.reason)
+    assert hit.status == row.hit, (label, hit.status, hit.reason)
     if row.reason:
-        assert row.reason in (hit["reason"] or ""), (label, hit["reason"])
+        assert row.reason in (hit.reason or ""), (label, hit.reason)
     for cell in after:
-        assert cell["status"] == row.after, (label, cell["status"], cell["reason"])
-    retries = hit.get("retries") or {}
+        assert cell.status == row.after, (label, cell.status, cell.reason)
+    retries = hit.retries
     for step in row.retried:
         assert retries.get(step, 0) >= 1, (label, step, retries)
     assert retries.get("rerun", 0) == row.reruns, (label, retries)
     if row.exit_status is not None:
-        assert hit["exit_status"] == row.exit_status, (label, hit["exit_status"])
+        assert hit.exit_status == row.exit_status, (label, hit.exit_status)
     if row.hit == "ok":
-        assert hit["exit_status"] == 0 and hit["metrics"]["inference_avg_us"] > 0, label
+        assert hit.exit_status == 0 and hit.metrics.inference_avg_us > 0, label
     if row.fault == "disk_full":
-        assert "MiB free on /data (df)" in hit["reason"], hit["reason"]
-        assert "quarantined after 2 incomplete cells" in cells[-1]["reason"], cells[-1]["reason"]
+        assert "MiB free on /data (df)" in hit.reason, hit.reason
+        assert "quarantined after 2 incomplete cells" in cells[-1].reason, cells[-1].reason
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -165,19 +166,17 @@ def test_fault_matrix(
     result = run(config=config, progress=False, options=options, warn=lambda text: None)
 
     assert set(injector.hit) == set(by_serial), "every fault landed at its phase"
-    cells: dict[str, list[dict[str, Any]]] = {}
+    cells: dict[str, list[CellResult]] = {}
     for cell in result.cells:
-        cells.setdefault(cell["serial"], []).append(cell)
+        cells.setdefault(cell.serial, []).append(cell)
     for serial, row in by_serial.items():
         _check_row(row, cells.get(serial, []), injector.hit[serial])
         if row.fault == "slow":
             _check_slow(row, serial, injector, adb_server, tmp_path)
-    assert [c["status"] for c in cells[control]] == ["ok"] * CELLS_PER_PHONE
-    assert all(not c["retries"].get("rerun") for c in cells[control])
+    assert [c.status for c in cells[control]] == ["ok"] * CELLS_PER_PHONE
+    assert all(not c.retries.get("rerun") for c in cells[control])
     incomplete = any(r.hit not in ("ok", "failed") or r.after not in ("ok", "failed") for r in rows)
     assert result.exit_code == (1 if incomplete else 0)
-    assert result.counts["ok"] + result.counts["failed"] + result.counts["error"] + result.counts[
-        "device_lost"
-    ] == CELLS_PER_PHONE * len(profiles)
+    assert sum(result.counts.values()) == CELLS_PER_PHONE * len(profiles)
     for phone in lab.phones:
         wait_until(lambda s=phone.serial: not benchmarks_on(s), 15, f"{phone.serial} to be idle")

@@ -13,6 +13,7 @@ import pytest
 from farm.bench.runner import RunnerOptions
 from farm.bench.service import run
 from farm.config import load_config
+from farm.results.model import CellResult
 from farm.sim.fault_matrix import SUITE
 from farm.sim.lab import Lab
 from farm.sim.testing import AdbServer
@@ -31,10 +32,10 @@ def config(run_config: Callable[..., Path]) -> Callable[[int], Any]:
     )
 
 
-def _by_serial(cells: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+def _by_serial(cells: list[CellResult]) -> dict[str, list[CellResult]]:
+    out: dict[str, list[CellResult]] = {}
     for cell in cells:
-        out.setdefault(cell["serial"], []).append(cell)
+        out.setdefault(cell.serial, []).append(cell)
     return out
 
 
@@ -55,9 +56,9 @@ def test_a_phone_hung_for_good_never_holds_up_the_others(
 
     cells = _by_serial(result.cells)
     assert hit
-    assert [c["status"] for c in cells[healthy]] == ["ok"] * 3
-    assert [c["status"] for c in cells[hung]] == ["device_lost"] * 3
-    assert all("unreachable" in c["reason"] for c in cells[hung])
+    assert [c.status for c in cells[healthy]] == ["ok"] * 3
+    assert [c.status for c in cells[hung]] == ["device_lost"] * 3
+    assert all("unreachable" in c.reason for c in cells[hung])
     assert result.exit_code == 1
 
 
@@ -97,12 +98,12 @@ def test_adb_server_killed_mid_run_and_started_again(
         done.set()
 
     assert restarted.is_set() and adb_server.port == port
-    assert [c["status"] for c in result.cells] == ["ok"] * 4, [c["reason"] for c in result.cells]
-    hit = next(c for c in result.cells if c["key"] == seen[1])
-    assert hit["retries"].get("wait", 0) >= 1
-    assert hit["retries"].get("rerun", 0) == 0  # the benchmark ran on; its log was pulled
+    assert [c.status for c in result.cells] == ["ok"] * 4, [c.reason for c in result.cells]
+    hit = next(c for c in result.cells if c.key == seen[1])
+    assert hit.retries.get("wait", 0) >= 1
+    assert hit.retries.get("rerun", 0) == 0  # the benchmark ran on; its log was pulled
     assert result.exit_code == 0
-    assert serial in {c["serial"] for c in result.cells}
+    assert serial in {c.serial for c in result.cells}
 
 
 def test_adb_server_killed_mid_run_is_started_again_by_farm(
@@ -132,7 +133,7 @@ def test_adb_server_killed_mid_run_is_started_again_by_farm(
         lab.down()  # while a server runs: an adb command meeting none would start one
         adb_server.adb("kill-server")  # the server farm started is a daemon of its own
 
-    assert [c["status"] for c in result.cells] == ["ok"] * 3, [c["reason"] for c in result.cells]
-    hit = next(c for c in result.cells if c["key"] == seen[1])
-    assert hit["retries"].get("wait", 0) >= 1 and hit["retries"].get("rerun", 0) == 0
+    assert [c.status for c in result.cells] == ["ok"] * 3, [c.reason for c in result.cells]
+    hit = next(c for c in result.cells if c.key == seen[1])
+    assert hit.retries.get("wait", 0) >= 1 and hit.retries.get("rerun", 0) == 0
     assert "started it again" in (result.run_dir / "farm.log").read_text()

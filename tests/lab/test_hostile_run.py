@@ -105,13 +105,13 @@ def test_hostile_model_names_run_exactly_and_print_safely(
     (run_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     data = load_run(run_dir)
     assert not data.warnings
-    assert sorted(c["model"] for c in data.cells) == sorted(HOSTILE_STEMS)  # the same file once
-    assert {c["status"] for c in data.cells} == {"ok"}, [c["reason"] for c in data.cells]
-    by_name = {c["model"]: c for c in data.cells}
+    assert sorted(c.model for c in data.cells) == sorted(HOSTILE_STEMS)  # the same file once
+    assert {c.status for c in data.cells} == {"ok"}, [c.reason for c in data.cells]
+    by_name = {c.model: c for c in data.cells}
     for stem, path in zip(HOSTILE_STEMS, models, strict=False):
-        assert by_name[stem]["model_sha256"] == sha256_file(path)
+        assert by_name[stem].model_sha256 == sha256_file(path)
 
-    logs = [run_dir / c["log"] for c in data.cells]
+    logs = [run_dir / c.log for c in data.cells]
     assert len(set(logs)) == len(logs)
     for log in logs:
         assert log.resolve().parent == (run_dir / "logs").resolve() / log.parent.name
@@ -132,7 +132,7 @@ def test_hostile_model_names_run_exactly_and_print_safely(
 
     exported = json.loads((run_dir / "results.json").read_text())
     cells = exported if isinstance(exported, list) else exported.get("cells", exported)
-    assert sorted(str(c["model"]) for c in cells) == sorted(HOSTILE_STEMS)
+    assert sorted(str(c.model) for c in cells) == sorted(HOSTILE_STEMS)
 
     for folder in ("/", "/data/local/tmp", "/data/local/tmp/farm", "/data/local/tmp/farm/logs"):
         for name in PWNED:
@@ -193,8 +193,8 @@ def test_hostile_device_properties_print_safely(
     (run_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     data = load_run(run_dir)
     (cell,) = data.cells
-    assert cell["status"] == "ok" and cell["serial"] == serial
-    assert cell["device"]["model"] == HOSTILE_PROPS["ro.product.model"]
+    assert cell.status == "ok" and cell.serial == serial
+    assert cell.device.model == HOSTILE_PROPS["ro.product.model"]
 
     report = (run_dir / "report.md").read_text()
     no_raw_controls(report, "report.md")
@@ -231,17 +231,17 @@ def test_hostile_delegate_values_reach_the_tool_verbatim_and_run_nothing(
     result = farm_cli("run", "--config", config, "--json")
     assert result.returncode == 0, result.stderr
     data = load_run(json.loads(result.stdout)["run_dir"])
-    by_delegate = {c["delegate"]: c for c in data.cells}
+    by_delegate = {c.delegate: c for c in data.cells}
     cell = by_delegate["external:vendor"]
     # The library is not there; the tool says so and goes on without it, as the real one does.
-    assert cell["status"] in ("ok", "failed"), cell
-    log = (data.run_dir / cell["log"]).read_text()
+    assert cell.status in ("ok", "failed"), cell
+    log = (data.run_dir / cell.log).read_text()
     assert f"External delegate path: [{external['path']}]" in log  # verbatim on the device
     assert f"Unable to load external delegate from : {external['path']}" in log
-    argv = shlex.split(cell["command"])
+    argv = shlex.split(cell.command)
     assert f"--external_delegate_path={external['path']}" in argv
     assert '--external_delegate_options=backend type:h t p;q:it\'s "so" $(touch pwned3)' in argv
-    assert by_delegate["nnapi"]["status"] == "ok"
+    assert by_delegate["nnapi"].status == "ok"
     for folder in ("/", "/data/local/tmp", "/data/local/tmp/farm", "/data/local/tmp/farm/logs"):
         for name in PWNED:
             assert not on_phone(lab, serial, f"{folder}/{name}")
@@ -340,16 +340,16 @@ def test_full_disk_stops_the_run_with_one_line_and_resume_completes_it(
     (run_dir,) = [p for p in keep.iterdir() if p.is_dir()]
     data = load_run(run_dir)
     assert not data.warnings  # no half-written line
-    planned = {c["key"] for c in data.header["plan"]["cells"]}
+    planned = {c.key for c in data.header.plan.cells}
     assert len(planned) == 12
-    done = [c for c in data.cells if c["status"] == "ok"]
+    done = [c for c in data.cells if c.status == "ok"]
     assert len(done) < len(planned)
 
     resumed = farm_cli("run", "--resume", run_dir, "--json")
     assert resumed.returncode == 0, resumed.stderr
     final = load_run(run_dir)
     assert not final.warnings
-    assert sorted(c["key"] for c in final.cells) == sorted(planned)
-    assert {c["status"] for c in final.cells} == {"ok"}
+    assert sorted(c.key for c in final.cells) == sorted(planned)
+    assert {c.status for c in final.cells} == {"ok"}
     for cell in final.cells:
-        assert (run_dir / cell["log"]).is_file()
+        assert (run_dir / cell.log).is_file()

@@ -72,9 +72,9 @@ def test_hostile_model_name_runs_and_executes_nothing(
     assert result.returncode == 0, result.stderr
     data = load_run(json.loads(result.stdout)["run_dir"])
     (cell,) = data.cells
-    assert cell["status"] == "ok", cell["reason"]
-    assert cell["model"] == odd.stem
-    assert (data.run_dir / cell["log"]).is_file()
+    assert cell.status == "ok", cell.reason
+    assert cell.model == odd.stem
+    assert (data.run_dir / cell.log).is_file()
     for folder in ("/", "/data/local/tmp", "/data/local/tmp/farm", "/data/local/tmp/farm/logs"):
         for name in ("pwned", "pwned2"):
             assert not on_phone(lab, serial, f"{folder}/{name}")
