@@ -166,8 +166,10 @@ def test_kill9_mid_benchmark_resume_stops_the_orphans_first(
     for serial in serials:
         assert len(orphans[serial]) == 1, orphans
         (pid,) = orphans[serial]
-        assert f"[{serial}] stopped 1 benchmark process(es) left by an earlier try" in log
-        assert f"of this run: {pid}" in log
+        assert (
+            f"{serial}: stopped 1 farm benchmark(s) left running by an earlier run (pid {pid})"
+            in log
+        )
 
 
 def test_kill9_between_cells_then_resume(

@@ -132,7 +132,7 @@ def test_hostile_model_names_run_exactly_and_print_safely(
 
     exported = json.loads((run_dir / "results.json").read_text())
     cells = exported if isinstance(exported, list) else exported.get("cells", exported)
-    assert sorted(str(c.model) for c in cells) == sorted(HOSTILE_STEMS)
+    assert sorted(str(c["model"]) for c in cells) == sorted(HOSTILE_STEMS)
 
     for folder in ("/", "/data/local/tmp", "/data/local/tmp/farm", "/data/local/tmp/farm/logs"):
         for name in PWNED:
