@@ -55,17 +55,31 @@ else from a delegate's own summary line: each fact is counted once.
 from __future__ import annotations
 
 import io
-import math
 import re
 import signal
 import stat
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from farm.bench.parse.model import (
+    FAILURE_KINDS,
+    FORMATS,
+    BenchmarkResult,
+    DelegateInfo,
+    Delegation,
+    Memory,
+    OpProfile,
+    OpRow,
+    OpTypeRow,
+    RunStats,
+)
+from farm.bench.parse.values import NUM_TOKEN as _NUM_TOKEN
+from farm.bench.parse.values import Number
+from farm.bench.parse.values import is_true as _is_true
+from farm.bench.parse.values import ms_to_us as _ms_to_us
+from farm.bench.parse.values import num as _num
 from farm.errors import InputError
 
 __all__ = [
@@ -87,291 +101,9 @@ __all__ = [
     "parse_text",
 ]
 
-FAILURE_KINDS = (
-    "delegate_failed",
-    "model_load_failed",
-    "allocation_failed",
-    "invoke_failed",
-    "invalid_input",
-    "aborted",
-    "crashed",
-    "tool_error",
-)
-FORMATS = ("tf2", "tf1", "tf1_contrib", "litert_compiled_model")
-
 MAX_MESSAGES = 50  # error / warning lines kept per invocation
 MAX_LINE = 64 * 1024  # longer lines are cut: bounded memory on garbage input
 _CHUNK = 1 << 20
-
-Number = int | float
-
-
-# --------------------------------------------------------------------------- result types
-
-
-@dataclass(slots=True)
-class RunStats:
-    """One ``count=… first=… curr=…`` line: a phase's statistics in µs, as printed."""
-
-    count: int
-    first: Number | None = None
-    curr: Number | None = None
-    min: Number | None = None
-    max: Number | None = None
-    avg: Number | None = None
-    std: Number | None = None
-    p5: Number | None = None
-    median: Number | None = None
-    p95: Number | None = None
-    all_same: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """The statistics as a JSON-ready dict."""
-        return {
-            "count": self.count,
-            "first": _finite(self.first),
-            "curr": _finite(self.curr),
-            "min": _finite(self.min),
-            "max": _finite(self.max),
-            "avg": _finite(self.avg),
-            "std": _finite(self.std),
-            "p5": _finite(self.p5),
-            "median": _finite(self.median),
-            "p95": _finite(self.p95),
-            "all_same": self.all_same,
-        }
-
-
-@dataclass(slots=True)
-class Memory:
-    """Memory lines in MB: footprint at init and overall, periodic peak, RSS at the end."""
-
-    init_mb: Number | None = None
-    overall_mb: Number | None = None
-    peak_mb: Number | None = None
-    vmrss_mb: Number | None = None
-    rss_anon_mb: Number | None = None
-    rss_file_shmem_mb: Number | None = None
-    label: str | None = None  # "delta" (TF ≥ 2.8), "peak" (older label), "litert"
-
-
-@dataclass(slots=True)
-class DelegateInfo:
-    """What the log says about one delegate."""
-
-    name: str
-    default: bool = False  # the runtime's implicit XNNPACK delegate, not asked for by a flag
-    kernel: str | None = None  # delegate kernel name, e.g. TfLiteGpuDelegateV2, Vx Delegate
-    coverage: str | None = None  # "full", "partial", "none" or None (not said)
-    kernels: int | None = None
-    nodes_delegated: int | None = None
-    nodes_total: int | None = None
-    partitions: int | None = None
-    failed: bool = False
-
-
-@dataclass(slots=True)
-class Delegation:
-    """All delegates of one invocation, in the order the log first names them."""
-
-    delegates: list[DelegateInfo] = field(default_factory=list)
-
-    def get(self, name: str) -> DelegateInfo:
-        """The entry for `name`, created on first use."""
-        for d in self.delegates:
-            if d.name == name:
-                return d
-        d = DelegateInfo(name)
-        self.delegates.append(d)
-        return d
-
-    @property
-    def coverage(self) -> str | None:
-        """``full`` if some delegate runs the whole graph, else ``partial``/``none``/None."""
-        known = [d.coverage for d in self.delegates if d.coverage]
-        for level in ("full", "partial", "none"):
-            if level in known:
-                return level
-        return None
-
-    def _sum(self, attr: str) -> int | None:
-        values = [getattr(d, attr) for d in self.delegates if getattr(d, attr) is not None]
-        return sum(values) if values else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``delegation`` object of the JSON output."""
-        totals = [d.nodes_total for d in self.delegates if d.nodes_total is not None]
-        return {
-            "delegates": [d.name for d in self.delegates],
-            "nodes_delegated": self._sum("nodes_delegated"),
-            "nodes_total": max(totals) if totals else None,
-            "partitions": self._sum("partitions"),
-            "kernels": self._sum("kernels"),
-            "coverage": self.coverage,
-        }
-
-
-@dataclass(slots=True)
-class OpRow:
-    """A per-node row of a profile table (run order or top by computation time)."""
-
-    node_type: str
-    first_ms: float
-    avg_ms: float
-    percent: float
-    cdf_percent: float
-    mem_kb: float
-    times_called: int
-    name: str
-    start_ms: float | None = None
-
-
-@dataclass(slots=True)
-class OpTypeRow:
-    """A row of the summary by node type."""
-
-    node_type: str
-    count: int
-    avg_ms: float
-    percent: float
-    cdf_percent: float
-    mem_kb: float
-    times_called: int
-
-
-@dataclass(slots=True)
-class OpProfile:
-    """One op-profiling section (initialization or regular runs) of the primary graph."""
-
-    run_order: list[OpRow] = field(default_factory=list)
-    top_by_time: list[OpRow] = field(default_factory=list)
-    by_node_type: list[OpTypeRow] = field(default_factory=list)
-    nodes_executed: int | None = None
-    timings: RunStats | None = None
-
-
-@dataclass(slots=True)
-class BenchmarkResult:
-    """Everything one `benchmark_model` invocation printed that farm uses."""
-
-    status: str = "ok"
-    failure_kind: str | None = None
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    command: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    warmup: RunStats | None = None
-    inference: RunStats | None = None
-    init_us: Number | None = None
-    first_inference_us: Number | None = None
-    warmup_avg_us: Number | None = None
-    inference_avg_us: Number | None = None
-    memory: Memory = field(default_factory=Memory)
-    delegation: Delegation = field(default_factory=Delegation)
-    profile_init: OpProfile | None = None
-    profile_regular: OpProfile | None = None
-    model_size_mb: Number | None = None
-    format: str | None = None
-    exit_status: int | None = None  # the process's exit status, when the caller knows it
-    signal: str | None = None  # the signal that ended the process (SIGSEGV, …), when known
-
-    @property
-    def reason(self) -> str | None:
-        """Why the run failed, one line: "crashed (SIGSEGV)", "delegate_failed: …"; None if ok."""
-        if self.status == "ok":
-            return None
-        kind = self.failure_kind or "failed"
-        if self.signal:
-            kind = f"{kind} ({self.signal})"
-        return f"{kind}: {self.errors[0]}" if self.errors else kind
-
-    @property
-    def threads(self) -> int | None:
-        """The thread count the log states (echo or command line), None when it does not."""
-        value = self.params.get("num_threads")
-        try:
-            return int(value) if value is not None else None
-        except ValueError:
-            return None
-
-    @property
-    def graph(self) -> str | None:
-        """The model path the tool was given."""
-        return self.params.get("graph")
-
-    @property
-    def requested_delegates(self) -> list[str]:
-        """Delegates the flags asked for (``--use_gpu=true``, ``--external_delegate_path``, …)."""
-        asked = []
-        for flag, value in self.params.items():
-            name = _REQUEST_FLAGS.get(flag)
-            if name is None:
-                continue
-            if flag.startswith("use_") and not _is_true(value):
-                continue
-            if value.strip() and name not in asked:
-                asked.append(name)
-        return asked
-
-    @property
-    def accelerator(self) -> str | None:
-        """The NNAPI accelerator asked for, if any."""
-        return self.params.get("nnapi_accelerator_name") or None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``farm parse --json``: all keys present, None when not printed."""
-        inf = self.inference
-        profile = self.profile_regular
-        return {
-            "status": self.status,
-            "failure_kind": self.failure_kind,
-            "errors": list(self.errors),
-            "threads": self.threads,
-            "init_us": _finite(self.init_us),
-            "first_inference_us": _finite(self.first_inference_us),
-            "warmup_avg_us": _finite(self.warmup_avg_us),
-            "inference_avg_us": _finite(self.inference_avg_us),
-            "inference_std_us": _finite(inf.std) if inf else None,
-            "inference_count": inf.count if inf else None,
-            "inference_min_us": _finite(inf.min) if inf else None,
-            "inference_max_us": _finite(inf.max) if inf else None,
-            "inference_median_us": _finite(inf.median) if inf else None,
-            "inference_p5_us": _finite(inf.p5) if inf else None,
-            "inference_p95_us": _finite(inf.p95) if inf else None,
-            "warmup_count": self.warmup.count if self.warmup else None,
-            "memory_init_mb": _finite(self.memory.init_mb),
-            "memory_overall_mb": _finite(self.memory.overall_mb),
-            "memory_peak_mb": _finite(self.memory.peak_mb),
-            "delegation": self.delegation.to_dict(),
-            "op_profile": (
-                [
-                    {
-                        "node_type": r.node_type,
-                        "count": r.count,
-                        "avg_ms": _finite(r.avg_ms),
-                        "percent": _finite(r.percent),
-                    }
-                    for r in profile.by_node_type
-                ]
-                if profile and profile.by_node_type
-                else None
-            ),
-            "format": self.format,
-            "warnings": list(self.warnings),
-            "requested_delegates": self.requested_delegates,
-            "graph": self.graph,
-            "accelerator": self.accelerator,
-            "model_size_mb": _finite(self.model_size_mb),
-            "exit_status": self.exit_status,
-            "signal": self.signal,
-        }
-
-
-def _finite(value: Number | None) -> Number | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
 
 # --------------------------------------------------------------------------- public API
 
@@ -569,8 +301,6 @@ _DISPATCH = re.compile(
 
 _ECHO = re.compile(r"([^\[\]:]{1,80}?) ?: \[(.*)\]\s*$")
 _KV = re.compile(r"(?<!\w)(\w+)=([^\s(]+)")
-_NUM_TOKEN = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_INT = re.compile(r"[-+]?\d+")
 _FLAG = re.compile(r"--([A-Za-z][\w-]*)=(\S*)")
 _DELEGATE_CREATED = re.compile(r"(\S+) delegate created\.$")
 _SIMPLE_DELEGATE = re.compile(
@@ -604,17 +334,6 @@ _KERNEL_TO_PROVIDER = {
     "tflitennapidelegate": "NNAPI",
     "tflitehexagondelegate": "Hexagon",
     "tflitecoremldelegate": "COREML",
-}
-_REQUEST_FLAGS = {
-    "use_gpu": "GPU",
-    "use_nnapi": "NNAPI",
-    "use_hexagon": "Hexagon",
-    "use_xnnpack": "XNNPACK",
-    "use_ynnpack": "YNNPACK",
-    "use_coreml": "COREML",
-    "use_npu": "NPU",
-    "external_delegate_path": "EXTERNAL",
-    "stable_delegate_settings_file": "STABLE_DELEGATE",
 }
 _CREATED_FOR = {"CPU": "XNNPACK", "GPU": "GPU", "NNAPI": "NNAPI", "SELECT": "FLEX"}
 
@@ -714,35 +433,6 @@ _OUR_TAGS = re.compile(r"tflite|litert|benchmark|tensorflow", re.I)
 _START, _PARAMS, _INIT, _RUN, _SUMMARY, _POST = 1, 2, 3, 4, 5, 6
 
 
-def _num(text: str) -> Number | None:
-    """A number exactly as printed: int when integral in the text, else float."""
-    if len(text) > 64:
-        return None
-    if text.isdecimal():  # what int() accepts; isdigit() would let "²" through
-        return int(text)
-    text = text.rstrip("%,;")
-    if _INT.fullmatch(text):
-        return int(text)
-    if _NUM_TOKEN.fullmatch(text) or text.lower().lstrip("+-") in ("nan", "inf"):
-        return float(text)
-    return None
-
-
-def _ms_to_us(text: str) -> Number | None:
-    """Milliseconds as printed → µs, without binary rounding noise."""
-    if len(text) > 64:
-        return None
-    try:
-        value = Decimal(text) * 1000
-    except ArithmeticError:  # decimal's InvalidOperation, Overflow
-        return None
-    if not value.is_finite():
-        return None
-    if value.adjusted() > 18:
-        return float(value)
-    return int(value) if value == value.to_integral_value() else float(value)
-
-
 def _parse_stats(text: str) -> RunStats | None:
     all_same = "(all same)" in text
     values: dict[str, Number | None] = {}
@@ -774,10 +464,6 @@ def _parse_stats(text: str) -> RunStats | None:
         if stats.median is None:
             stats.median = stats.p5 = stats.p95 = stats.curr
     return stats
-
-
-def _is_true(value: str | None) -> bool:
-    return value is not None and value.strip().lower() in ("1", "true", "yes")
 
 
 # --------------------------------------------------------------------------- the state machine
