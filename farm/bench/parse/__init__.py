@@ -56,13 +56,22 @@ from __future__ import annotations
 
 import io
 import re
-import signal
 import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
+from farm.bench.parse import phases
+from farm.bench.parse.failures import (
+    Evidence,
+    classify_exit,
+    crash_signal,
+    fails_run,
+    failure_kind,
+    is_crash,
+    reports_tool_crash,
+)
 from farm.bench.parse.model import (
     FAILURE_KINDS,
     FORMATS,
@@ -127,29 +136,6 @@ def parse_lines(lines: Iterable[str], *, exit_status: int | None = None) -> list
     return _with_exit(list(iter_lines(lines)), exit_status)
 
 
-def classify_exit(result: BenchmarkResult, exit_status: int | None) -> BenchmarkResult:
-    """Fold the process's exit status into `result` (changed in place and returned).
-
-    128 + N (N ≤ 64): killed by signal N, so ``crashed`` whatever the log says; ``signal``
-    names it.
-    1..127 after a log that looks fine or merely stops: the tool failed without saying why.
-    0 or None: the log alone decides (some builds exit 0 even on failure).
-    """
-    if exit_status is None:
-        return result
-    result.exit_status = exit_status
-    if 128 < exit_status <= 128 + 64:
-        result.status, result.failure_kind = "failed", "crashed"
-        result.signal = _signal_name(exit_status - 128)
-    elif exit_status > 0:
-        if result.status == "ok":
-            # a summary and then a non-zero exit: the timed runs failed (format doc §3)
-            result.status, result.failure_kind = "failed", "invoke_failed"
-        elif result.failure_kind == "crashed" and result.signal is None:
-            result.failure_kind = "tool_error"  # it exited on its own, it did not crash
-    return result
-
-
 def _with_exit(results: list[BenchmarkResult], exit_status: int | None) -> list[BenchmarkResult]:
     if exit_status is None or (not results and exit_status == 0):
         return results
@@ -157,14 +143,6 @@ def _with_exit(results: list[BenchmarkResult], exit_status: int | None) -> list[
         results.append(BenchmarkResult(status="failed", failure_kind="tool_error"))
     classify_exit(results[-1], exit_status)
     return results
-
-
-def _signal_name(number: int) -> str:
-    """SIGSEGV for 11 (Linux numbering, as on Android); 'signal N' when unknown."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def iter_lines(lines: Iterable[str]) -> Iterator[BenchmarkResult]:
@@ -394,43 +372,16 @@ _ECHO_FLAGS = {
     "enable platform-wide tracing": "enable_platform_tracing",
 }
 
-# Tool messages that end a run with a failure, and the failure kind each implies, by precedence.
-_FAILURE_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    (
-        "model_load_failed",
-        re.compile(
-            r"Failed to (?:load|mmap|read) model|Could not open '|Please specify the name of your"
-            r"|not a valid (?:TF ?Lite|flatbuffer)|Model provided has model identifier",
-            re.I,
-        ),
-    ),
-    (
-        "delegate_failed",
-        re.compile(r"Failed to apply \S+ delegate|Disallowed CPU fallback detected"),
-    ),
-    ("allocation_failed", re.compile(r"Failed to allocate tensors")),
-    (
-        "invalid_input",
-        re.compile(
-            r"Input tensor #|input_layer|Inputs mismatch|Signature (?:key|not specified)"
-            r"|Failed to parse flag|^usage: |must match",
-            re.I,
-        ),
-    ),
-    ("invoke_failed", re.compile(r"Failed to invoke|failed to invoke")),
-]
-_TOOL_FAILURE = re.compile(
-    r"Failed to (?:load|mmap|read) model|Failed to apply \S+ delegate|Disallowed CPU fallback"
-    r"|Failed to allocate tensors|Failed to invoke|Failed to parse flag"
-    r"|Please specify the name of your|Signature not specified"
-)
-_CRASH = re.compile(
-    r"Fatal signal \d+"
-    r"|(?:^|: |\d )(?:Segmentation fault|Aborted|Killed|Bus error)(?: \(core dumped\))?"
-)
 _OUR_TAGS = re.compile(r"tflite|litert|benchmark|tensorflow", re.I)
 
-_START, _PARAMS, _INIT, _RUN, _SUMMARY, _POST = 1, 2, 3, 4, 5, 6
+_START, _PARAMS, _INIT, _RUN, _SUMMARY, _POST = (
+    phases.START,
+    phases.PARAMS,
+    phases.INIT,
+    phases.RUN,
+    phases.SUMMARY,
+    phases.POST,
+)
 
 
 def _parse_stats(text: str) -> RunStats | None:
@@ -576,7 +527,7 @@ class _Parser:
             return
         if tag and not _OUR_TAGS.search(tag):
             # another app's logcat line; only a crash of the tool itself matters
-            if "Fatal signal" in msg and "benchmark" in msg:
+            if reports_tool_crash(msg):
                 run.crash = run.ended = True
                 _add(run.result.errors, msg)
             return
@@ -628,7 +579,7 @@ class _Parser:
         if "benchmark_model" in msg and "--" in msg and not msg.startswith("usage"):
             self._command(run, msg)
             return
-        if _TOOL_FAILURE.search(msg):
+        if fails_run(msg):
             self._error(run, msg)
             return
         if sev in ("WARN", "WARNING") or lvl == "W":
@@ -640,7 +591,7 @@ class _Parser:
             run.continuation -= 1
             _add(run.cont_target, msg)
             return
-        if run.content and _CRASH.search(msg):
+        if run.content and is_crash(msg):
             run.crash = run.ended = True
             _add(run.result.errors, msg)
             return
@@ -666,7 +617,7 @@ class _Parser:
         if fatal:
             run.fatal = True
             run.content = True
-        if _TOOL_FAILURE.search(msg):
+        if fails_run(msg):
             run.failure_lines = True
             run.content = True
         if run.error_stage is None:
@@ -1215,45 +1166,22 @@ def _finish(run: _Run) -> BenchmarkResult:
         result.status = "failed"
         result.failure_kind = _failure_kind(run, completed)
         if result.failure_kind == "crashed":
-            result.signal = _crash_signal(result.errors)
+            result.signal = crash_signal(result.errors)
     return result
 
 
-_CRASH_SIGNAL = re.compile(r"Fatal signal (\d{1,2})|(Segmentation fault|Aborted|Bus error|Killed)")
-_CRASH_WORDS = {
-    "Segmentation fault": "SIGSEGV",
-    "Aborted": "SIGABRT",
-    "Bus error": "SIGBUS",
-    "Killed": "SIGKILL",
-}
-
-
-def _crash_signal(errors: list[str]) -> str | None:
-    """The signal a crash line names: logcat's 'Fatal signal 11', a shell's 'Segmentation fault'."""
-    for line in errors:
-        m = _CRASH_SIGNAL.search(line)
-        if m is not None:
-            return _signal_name(int(m.group(1))) if m.group(1) else _CRASH_WORDS[m.group(2)]
-    return None
-
-
 def _failure_kind(run: _Run, completed: bool) -> str:
-    errors = run.result.errors
-    for kind, pattern in _FAILURE_PATTERNS:
-        if any(pattern.search(e) for e in errors):
-            return kind
-    if run.fatal:
-        return "aborted"
-    if run.crash:
-        return "crashed"
-    if completed:
-        return "invoke_failed"  # the timed runs failed after the summary was printed
-    real_errors = [e for e in errors if not e.startswith("Benchmarking failed")]
-    if not real_errors and not run.failed_line:
-        return "crashed"
-    stage = run.error_stage if run.error_stage is not None else run.stage
-    if stage >= _RUN:
-        return "invoke_failed"
-    if stage >= _INIT and run.result.delegation.delegates:
-        return "delegate_failed"
-    return "tool_error"
+    evidence = Evidence(
+        failure_message=run.failure_lines,
+        fatal=run.fatal,
+        crashed=run.crash,
+        gave_up=run.failed_line,
+        error_phase=run.error_stage,
+    )
+    return failure_kind(
+        run.result.errors,
+        evidence,
+        completed=completed,
+        phase=run.stage,
+        has_delegates=bool(run.result.delegation.delegates),
+    )
