@@ -70,7 +70,6 @@ from farm.bench.parse.failures import (
     fails_run,
     failure_kind,
     is_crash,
-    reports_tool_crash,
 )
 from farm.bench.parse.model import (
     FAILURE_KINDS,
@@ -84,6 +83,14 @@ from farm.bench.parse.model import (
     OpTypeRow,
     RunStats,
 )
+from farm.bench.parse.read import (
+    CHUNK,
+    MAX_LINE,
+    Line,
+    clean_lines,
+    sniff_encoding,
+    split_stream,
+)
 from farm.bench.parse.values import NUM_TOKEN as _NUM_TOKEN
 from farm.bench.parse.values import Number
 from farm.bench.parse.values import is_true as _is_true
@@ -94,6 +101,7 @@ from farm.errors import InputError
 __all__ = [
     "FAILURE_KINDS",
     "FORMATS",
+    "MAX_LINE",
     "BenchmarkResult",
     "DelegateInfo",
     "Delegation",
@@ -111,8 +119,7 @@ __all__ = [
 ]
 
 MAX_MESSAGES = 50  # error / warning lines kept per invocation
-MAX_LINE = 64 * 1024  # longer lines are cut: bounded memory on garbage input
-_CHUNK = 1 << 20
+_CHUNK = CHUNK  # characters iter_file reads at a time
 
 # --------------------------------------------------------------------------- public API
 
@@ -149,7 +156,7 @@ def iter_lines(lines: Iterable[str]) -> Iterator[BenchmarkResult]:
     """Like parse_lines, but yield each invocation as soon as the next one begins."""
     parser = _Parser()
     results = parser.results
-    for line in lines:
+    for line in clean_lines(lines):
         parser.feed(line)
         if results:
             yield from results
@@ -167,80 +174,24 @@ def iter_file(path: Path) -> Iterator[BenchmarkResult]:
             raise InputError(f"{path}: not a regular file or a pipe, not a log file")
         raw = open(path, "rb")  # closed with fh by _iter_open_file
         fh = io.TextIOWrapper(
-            raw, encoding=_sniff_encoding(raw.peek(4)[:4]), errors="replace", newline=""
+            raw, encoding=sniff_encoding(raw.peek(4)[:4]), errors="replace", newline=""
         )
     except IsADirectoryError as exc:
         raise InputError(f"{path}: is a directory, not a log file") from exc
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    return _iter_open_file(path, fh)
+    return _iter_open_file(path, fh, _CHUNK)
 
 
-def _sniff_encoding(head: bytes) -> str:
-    """UTF-8 unless a BOM or NUL-interleaved text says UTF-16 (e.g. a PowerShell redirect)."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
-    if head.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig"
-    if len(head) == 4 and head[1] == head[3] == 0 and head[0] and head[2]:
-        return "utf-16-le"
-    return "utf-8"
-
-
-def _iter_open_file(path: Path, fh: IO[str]) -> Iterator[BenchmarkResult]:
+def _iter_open_file(path: Path, fh: IO[str], chunk_size: int) -> Iterator[BenchmarkResult]:
     with fh:
         try:
-            yield from iter_lines(_iter_lines(fh))
+            yield from iter_lines(split_stream(fh, chunk_size))
         except OSError as exc:  # e.g. EIO while reading
             raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
-def _iter_lines(fh: IO[str]) -> Iterator[str]:
-    """Lines of a text stream split on \\n, \\r\\n or \\r, each cut to MAX_LINE characters."""
-    pending = ""
-    skipping = False
-    while True:
-        chunk = fh.read(_CHUNK)
-        if not chunk:
-            break
-        if "\r" in chunk:
-            if chunk.endswith("\r"):  # a \r\n pair may straddle two chunks
-                more = fh.read(1)
-                chunk += more
-            chunk = chunk.replace("\r\n", "\n").replace("\r", "\n")
-        parts = chunk.split("\n")
-        parts[0] = pending + parts[0]
-        pending = parts.pop()
-        if skipping and len(parts):
-            parts.pop(0)
-            skipping = False
-        yield from parts
-        if len(pending) > MAX_LINE:
-            if not skipping:
-                yield pending[:MAX_LINE]
-            pending = ""
-            skipping = True
-    if pending and not skipping:
-        yield pending
-
-
 # --------------------------------------------------------------------------- line grammar
-
-_PREFIX = re.compile(
-    r"""[ \t]*
-    (?:
-        (?:(?:\d{4}-)?\d\d-\d\d[ ]+\d\d:\d\d:\d\d\.\d+[ ]+)?     # logcat time
-        (?:
-            (?P<lvl1>[VDIWEFS])/(?P<tag1>[^(\n]*)\([ ]*\d+\):[ ]?    # brief: I/tflite  ( 123):
-          | \d+[ ]+\d+[ ]+(?P<lvl2>[VDIWEFS])[ ](?P<tag2>[^:\n]*):[ ]?  # threadtime
-        )
-    )?
-    (?:(?P<sev>INFO|WARN|WARNING|ERROR|FATAL|VERBOSE|DEBUG):[ ]?)?
-    (?:\[[^\]\s]+:\d+\][ ]?)?                                   # LiteRT [file.cc:123]
-    """,
-    re.X,
-)
-_GLUED = re.compile(r"(?<=\S)(?=STARTING!|(?:INFO|WARN|WARNING|ERROR|FATAL|VERBOSE): )")
 
 _DISPATCH = re.compile(
     r"""(?:
@@ -372,7 +323,6 @@ _ECHO_FLAGS = {
     "enable platform-wide tracing": "enable_platform_tracing",
 }
 
-_OUR_TAGS = re.compile(r"tflite|litert|benchmark|tensorflow", re.I)
 
 _START, _PARAMS, _INIT, _RUN, _SUMMARY, _POST = (
     phases.START,
@@ -503,47 +453,17 @@ class _Parser:
 
     # ---- per line
 
-    def feed(self, line: str) -> None:
-        if len(line) > MAX_LINE:
-            line = line[:MAX_LINE]
-        self._line(line.rstrip("\r\n"))
-
-    def _line(self, line: str) -> None:
+    def feed(self, line: Line) -> None:
         run = self.run
-        m = _PREFIX.match(line)
-        end = m.end()
-        if end:
-            raw = line[end:]
-            sev, lvl1, lvl2, tag1, tag2 = m.group("sev", "lvl1", "lvl2", "tag1", "tag2")
-            lvl = lvl1 or lvl2
-            tag = tag1 or tag2
-        else:
-            raw = line
-            sev = lvl = tag = None
-        msg = raw.strip()
+        raw, msg, sev, lvl, foreign = line
         if not msg:
             run.table = None
             run.continuation = 0
             return
-        if tag and not _OUR_TAGS.search(tag):
-            # another app's logcat line; only a crash of the tool itself matters
-            if reports_tool_crash(msg):
-                run.crash = run.ended = True
-                _add(run.result.errors, msg)
+        if foreign:  # another tag's report that the tool crashed
+            run.crash = run.ended = True
+            _add(run.result.errors, msg)
             return
-        if (
-            "INFO: " in msg
-            or "ERROR: " in msg
-            or "WARN" in msg
-            or "STARTING!" in msg
-            or "VERBOSE: " in msg
-            or "FATAL: " in msg
-        ):
-            parts = _GLUED.split(msg)
-            if len(parts) > 1:  # tool lines glued to the end of another line
-                for part in parts:
-                    self._line(part)
-                return
         if run.gpu_listing:
             if _GPU_OP_REASON.match(msg):
                 _add(run.result.warnings, msg)
