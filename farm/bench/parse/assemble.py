@@ -17,8 +17,8 @@ from farm.bench.parse import phases
 from farm.bench.parse.delegation import Tallies
 from farm.bench.parse.events import (
     classify,
+    is_gpu_ops_header,
     match_gpu_op_entry,
-    match_gpu_ops_header,
     wrapped_flags,
 )
 from farm.bench.parse.failures import Evidence, crash_signal, failure_kind, is_crash
@@ -142,7 +142,7 @@ class _Assembler:
                 _add_message(run.result.warnings, msg)
                 return
             run.gpu_listing = False
-        if run.tables.table is not None and not match_gpu_ops_header(msg):
+        if run.tables.table is not None and not is_gpu_ops_header(msg):
             if run.tables.reads(line.raw, msg):
                 return
         event = classify(line)

@@ -469,8 +469,11 @@ def parse_stats(text: str) -> RunStats | None:
     return stats
 
 
-# Whether a line begins the GPU delegate's list of ops it leaves to the CPU (a match or None).
-match_gpu_ops_header = _GPU_UNSUPPORTED_OPS.match
+def is_gpu_ops_header(msg: str) -> bool:
+    """Whether a line begins the GPU delegate's list of ops it leaves to the CPU."""
+    return msg[:1] in ("F", "N") and _GPU_UNSUPPORTED_OPS.match(msg) is not None
+
+
 # Whether a line is an entry of that list: "CUMSUM: Operation is not supported."
 match_gpu_op_entry = _GPU_OP_REASON.match
 
@@ -563,7 +566,7 @@ def _created(msg: str) -> Event:
 
 def _failed_to_apply(msg: str) -> Event:
     m = _FAILED_TO_APPLY.match(msg)
-    return FailedToApply(msg, provider(m.group(1)) if m else None, fails_run(msg) is not None)
+    return FailedToApply(msg, provider(m.group(1)) if m else None, fails_run(msg))
 
 
 def _title(msg: str) -> Event:
@@ -666,11 +669,11 @@ def classify(line: Line) -> Event | None:
     d = _DISPATCH.match(msg)
     if d is not None:
         return _READERS[d.lastgroup or ""](msg)
-    if _GPU_UNSUPPORTED_OPS.match(msg):
+    if is_gpu_ops_header(msg):
         return GpuOpsHeader(msg)
     if sev in ("ERROR", "FATAL") or lvl in ("E", "F"):
-        return Error(msg, sev == "FATAL" or lvl == "F", fails_run(msg) is not None, True)
-    e = _ECHO.match(msg)
+        return Error(msg, sev == "FATAL" or lvl == "F", fails_run(msg), True)
+    e = _ECHO.match(msg) if ": [" in msg else None  # the test first: most lines are not echoes
     if e is not None:
         key = e.group(1).strip().lower()
         flag = ECHO_FLAGS.get(key)

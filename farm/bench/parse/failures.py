@@ -46,12 +46,45 @@ FAILURE_MESSAGES: tuple[FailureMessage, ...] = (
 )
 
 _FAILS_RUN = re.compile("|".join(m.pattern for m in FAILURE_MESSAGES if m.fails_run))
-# Whether a line is a tool message that on its own means the run failed (a match, or None).
-fails_run = _FAILS_RUN.search
 _KINDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile("|".join(m.pattern for m in FAILURE_MESSAGES if m.kind == kind), re.I))
     for kind in dict.fromkeys(m.kind for m in FAILURE_MESSAGES)
 )
+
+
+def _literal_head(pattern: str) -> str:
+    """Text every match of `pattern` contains: its literal start ("" if it has none)."""
+    depth, i = 0, 0
+    while i < len(pattern):  # a top-level alternative would match without the start
+        ch = pattern[i]
+        if ch == "\\":
+            i += 1
+        elif ch == "[":
+            i = pattern.index("]", i + 2)
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif ch == "|" and depth == 0:
+            return ""
+        i += 1
+    m = _SPECIAL.search(pattern)
+    if m is None:
+        return pattern
+    head = pattern[: m.start()]
+    return head[:-1] if m.group() in "?*{" else head  # a quantifier makes its character optional
+
+
+def _hints(patterns: list[str]) -> tuple[str, ...]:
+    """Texts one of which every match of one of `patterns` contains; () if they cannot say."""
+    heads = {_literal_head(p) for p in patterns}
+    if "" in heads:
+        return ()
+    return tuple(sorted(h for h in heads if not any(o != h and o in h for o in heads)))
+
+
+# Substring tests before the regular expressions, which cost far more on the many lines that
+# hold none of the words.
+_SPECIAL = re.compile(r"[\\^$.|?*+()\[\]{}]")
+_FAILS_RUN_HINTS = _hints([m.pattern for m in FAILURE_MESSAGES if m.fails_run])
 
 # What a shell or the runtime prints when a process dies of a signal, and the signal's name.
 CRASH_WORDS = {
@@ -63,11 +96,26 @@ CRASH_WORDS = {
 _WORDS = "|".join(CRASH_WORDS)
 _CRASH = re.compile(rf"Fatal signal \d+|(?:^|: |\d )(?:{_WORDS})(?: \(core dumped\))?")
 _CRASH_SIGNAL = re.compile(rf"Fatal signal (\d{{1,2}})|({_WORDS})")
+_CRASH_HINTS = ("Fatal signal", *CRASH_WORDS)
+
+
+def fails_run(msg: str) -> bool:
+    """Whether a line is a tool message that on its own means the run failed."""
+    for hint in _FAILS_RUN_HINTS:
+        if hint in msg:
+            break
+    else:
+        if _FAILS_RUN_HINTS:
+            return False
+    return _FAILS_RUN.search(msg) is not None
 
 
 def is_crash(msg: str) -> bool:
     """Whether a line reports that a process died of a signal (a shell's or the runtime's)."""
-    return _CRASH.search(msg) is not None
+    for hint in _CRASH_HINTS:
+        if hint in msg:
+            return _CRASH.search(msg) is not None
+    return False
 
 
 def reports_tool_crash(msg: str) -> bool:
@@ -96,7 +144,7 @@ def signal_name(number: int) -> str:
 class Evidence:
     """What an invocation's lines said about failing."""
 
-    failure_message: bool = False  # a line fails_run() finds
+    failure_message: bool = False  # a line for which fails_run() holds
     fatal: bool = False  # a FATAL: line (or logcat priority F): the tool stopped on a check
     crashed: bool = False  # a crash report
     gave_up: bool = False  # the tool's own "Benchmarking failed."

@@ -42,6 +42,7 @@ _PREFIX = re.compile(
     """,
     re.X,
 )
+_PREFIX_START = frozenset(" \t0123456789VDIWEFS[")
 _GLUED = re.compile(r"(?<=\S)(?=STARTING!|(?:INFO|WARN|WARNING|ERROR|FATAL|VERBOSE): )")
 _OUR_TAGS = re.compile(r"tflite|litert|benchmark|tensorflow", re.I)
 _tuple_new = tuple.__new__
@@ -89,7 +90,9 @@ def split_stream(fh: IO[str], chunk_size: int = CHUNK) -> Iterator[str]:
 
 def clean(text: str) -> Line | None:
     """`text` without its prefixes; None for another logcat tag's line that does not matter."""
-    m = _PREFIX.match(text)
+    # a prefix starts with a blank, a digit, a priority or severity letter or "[": most lines
+    # are told apart without the regex
+    m = _PREFIX.match(text) if text[:1] in _PREFIX_START else None
     end = m.end() if m is not None else 0
     if m is not None and end:
         raw = text[end:]
