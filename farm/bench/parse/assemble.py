@@ -17,8 +17,8 @@ from farm.bench.parse import phases
 from farm.bench.parse.delegation import Tallies
 from farm.bench.parse.events import (
     classify,
+    is_gpu_op_entry,
     is_gpu_ops_header,
-    match_gpu_op_entry,
     wrapped_flags,
 )
 from farm.bench.parse.failures import Evidence, crash_signal, failure_kind, is_crash
@@ -138,7 +138,7 @@ class _Assembler:
             _add_message(run.result.errors, msg)
             return
         if run.gpu_listing:
-            if match_gpu_op_entry(msg):
+            if is_gpu_op_entry(msg):
                 _add_message(run.result.warnings, msg)
                 return
             run.gpu_listing = False
