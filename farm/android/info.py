@@ -36,16 +36,6 @@ class DeviceInfo:
         """The primary ABI, or "" when unknown."""
         return self.abis[0] if self.abis else ""
 
-    def summary(self) -> dict[str, Any]:
-        """The compact form stored in every result line."""
-        return {
-            "model": self.model,
-            "soc": self.soc,
-            "sdk": self.sdk,
-            "abi": self.abi,
-            "profile": self.profile,
-        }
-
     def to_dict(self) -> dict[str, Any]:
         """Everything but the raw props, for `farm devices --json`."""
         data = asdict(self)

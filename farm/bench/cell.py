@@ -145,14 +145,11 @@ def cell_result(
 ) -> CellResult:
     """The result of one cell; `parsed` is the tool's output as the parser read it."""
     data = parsed.to_dict() if parsed is not None else None
-    summary = info.summary()
     return CellResult(
         key=cell.key,
         serial=cell.serial,
         server=cell.server,
-        device=DeviceSummary(
-            model=info.model, soc=info.soc, sdk=info.sdk, abi=info.abi, profile=summary["profile"]
-        ),
+        device=DeviceSummary.of(info),
         model=cell.model,
         model_sha256=cell.model_sha256,
         delegate=cell.delegate,

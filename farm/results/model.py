@@ -34,6 +34,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from farm.android.info import DeviceInfo
+
 SCHEMA_VERSION = 2
 
 _TOOLS = ("farm", "adbutils", "ai-edge-litert", "pandas", "pydantic", "rich", "typer")
@@ -187,6 +189,11 @@ class DeviceSummary:
             "abi": self.abi,
             "profile": self.profile,
         }
+
+    @classmethod
+    def of(cls, info: DeviceInfo) -> DeviceSummary:
+        """The summary of what discovery knows about a device."""
+        return cls(model=info.model, soc=info.soc, sdk=info.sdk, abi=info.abi, profile=info.profile)
 
     @classmethod
     def from_json(cls, data: Any) -> DeviceSummary:

@@ -9,6 +9,7 @@ import pytest
 from farm.android.adb import DeviceEntry, parse_getprop
 from farm.android.discovery import abi_list, is_emulator, make_info, soc_name
 from farm.profiles import get_profile
+from farm.results.model import DeviceSummary
 
 SERVER = "127.0.0.1:5037"
 
@@ -19,7 +20,7 @@ def test_profile_props_make_a_matched_info() -> None:
     assert info.profile == "pixel_7"
     assert (info.manufacturer, info.model, info.soc) == ("Google", "Pixel 7", "Google GS201")
     assert (info.sdk, info.release, info.abis, info.emulator) == (34, "14", ("arm64-v8a",), False)
-    assert info.summary() == {
+    assert DeviceSummary.of(info).to_json() == {
         "model": "Pixel 7",
         "soc": "Google GS201",
         "sdk": 34,
