@@ -94,6 +94,10 @@ class DeviceCommandFailed(DeviceError):
     """A shell command ran and failed (non-zero exit)."""
 
 
+class RemoteFileMissing(DeviceCommandFailed):
+    """A file asked of the device (pull, read) is not there."""
+
+
 class AdbServerError(FarmError):
     """An adb server cannot be reached or answered nonsense."""
 

@@ -37,6 +37,7 @@ from farm.errors import (
     DeviceUnavailable,
     InputError,
     OutputError,
+    RemoteFileMissing,
 )
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ _STORAGE_FULL = re.compile(r"No space left|ENOSPC|out of space", re.IGNORECASE)
 # What the adb server's FAIL replies say (protocol text, read only here): the device is not
 # known, is not ready, or the stream broke.
 _NOT_FOUND = re.compile(r"not found|no devices", re.IGNORECASE)
+_MISSING = re.compile(r"No such file or directory|ENOENT", re.IGNORECASE)
 _OFFLINE = re.compile(r"device offline|unauthorized|authoriz|still connecting", re.IGNORECASE)
 _BROKEN = re.compile(
     r"closed|connection reset|broken pipe|Invalid sync cmd|transport|read chunk missing",
@@ -692,5 +694,9 @@ class Device:
                     raise DeviceUnavailable(self.serial, f"read: bad sync reply {ident!r}")
 
     def _sync_failure(self, what: str, path: str, message: str) -> DeviceError:
-        cls = DeviceStorageFull if _STORAGE_FULL.search(message) else DeviceCommandFailed
+        cls: type[DeviceError] = DeviceCommandFailed
+        if _STORAGE_FULL.search(message):
+            cls = DeviceStorageFull
+        elif _MISSING.search(message):
+            cls = RemoteFileMissing
         return cls(self.serial, f"{what} {path}: {message}", command=f"{what} {path}")

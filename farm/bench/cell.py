@@ -25,7 +25,7 @@ from farm.bench.flags import benchmark_args
 from farm.bench.parse import BenchmarkResult, parse_file
 from farm.bench.plan import Cell
 from farm.config import Config
-from farm.errors import DeviceError
+from farm.errors import DeviceError, RemoteFileMissing
 from farm.results.model import CellResult, Delegation, DeviceSummary, Metrics, Status
 
 T = TypeVar("T")
@@ -241,8 +241,7 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
             return result(Status.ERROR, "launch printed no pid")
         host.phase("run", cell)
         timed_out, exit_status = _wait(host, job, t0)
-        if timed_out:
-            _forget(host, job)
+        _forget(host, job)
         if timed_out or exit_status is not None or reruns >= opt.reruns:
             break
         # Gone without an exit status: killed from outside (a reboot), not by its own fault.
@@ -342,14 +341,14 @@ def _forget(host: CellHost, job: jobs.Job) -> None:
 
 def _pull_log(host: CellHost, remote: str, local: Path) -> bool:
     """Pull the device log into the run folder; False when there is none."""
-    st = host.retry("stat log", lambda: host.device.stat(remote))
-    if st is None:
-        return False
     local.parent.mkdir(parents=True, exist_ok=True)
-    host.retry(
-        "pull log",
-        lambda: host.device.pull(remote, str(local), timeout=host.options.transfer_timeout_s),
-    )
+    try:
+        host.retry(
+            "pull log",
+            lambda: host.device.pull(remote, str(local), timeout=host.options.transfer_timeout_s),
+        )
+    except RemoteFileMissing:
+        return False
     return local.is_file()
 
 

@@ -341,9 +341,9 @@ MATRIX: tuple[Row, ...] = (
     Row(
         "drop",
         "pull",
-        retried=("stat log",),
+        retried=("pull log",),
         recovery=GRACE,
-        why="the log's stat (the pull's first call) is retried; the log is still on the phone",
+        why="the pull is retried; the log is still on the phone",
     ),
     Row(
         "die_after",
@@ -358,14 +358,14 @@ MATRIX: tuple[Row, ...] = (
         "pull",
         {"seconds": 5},
         recovery=GRACE,
-        why="the stall is shorter than the deadlines of the log's stat (10 s) and pull: it is "
-        "waited out (a longer one would be cut at the deadline and the call made again)",
+        why="the stall is shorter than the pull's deadline: it is waited out (a longer one "
+        "would be cut at the deadline and the pull made again)",
     ),
     Row(
         "offline",
         "pull",
         {"seconds": 2},
-        retried=("stat log",),
+        retried=("pull log",),
         recovery=GRACE,
         why="retried with backoff until the phone is back",
     ),
@@ -373,7 +373,7 @@ MATRIX: tuple[Row, ...] = (
         "reboot",
         "pull",
         {"seconds": 1},
-        retried=("stat log",),
+        retried=("pull log",),
         recovery=GRACE,
         why="retried with backoff until the phone is back; the log survives the reboot and is "
         "pulled",

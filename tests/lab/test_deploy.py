@@ -22,6 +22,7 @@ from farm.errors import (
     DeviceTimeout,
     DeviceUnavailable,
     InputError,
+    RemoteFileMissing,
 )
 from farm.sim.lab import Lab
 from farm.sim.testing import AdbServer
@@ -107,8 +108,10 @@ def test_push_stat_pull_and_missing_files(shared, tmp_path: Path) -> None:
     assert back.read_bytes() == data
     assert device.read_bytes(remote, timeout=30) == data
     missing = pulled / "missing.bin"
-    with pytest.raises(DeviceCommandFailed, match="No such file"):
+    with pytest.raises(RemoteFileMissing, match="No such file"):  # a DeviceCommandFailed
         device.pull("/data/local/tmp/farm/none.log", missing, timeout=10)
+    with pytest.raises(RemoteFileMissing):
+        device.read_bytes("/data/local/tmp/farm/none.log", timeout=10)
     assert not missing.exists() and list(pulled.iterdir()) == [back]  # no folder, no partial
 
 
