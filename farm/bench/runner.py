@@ -297,20 +297,20 @@ class _DeviceWorker(threading.Thread):
             try:
                 return fn()
             except TRANSIENT as exc:
-                now = time.monotonic()
-                first_failure = first_failure or now
+                at = time.monotonic()
+                first_failure = first_failure or at
                 self.retries[what] += 1
                 self._reattach(exc)
-                if now - first_failure >= self.options.grace_s:
+                if at - first_failure >= self.options.grace_s:
                     raise DeviceLost(
-                        f"unreachable for {now - first_failure:.0f} s during {what}: {exc}"
+                        f"unreachable for {at - first_failure:.0f} s during {what}: {exc}"
                     ) from exc
                 self.log.info("%s: %s; retrying in %.1f s", what, exc, delay)
                 self.status(f"unreachable, retrying ({what})")
             except DeviceStorageFull as exc:
-                now = time.monotonic()
-                first_failure = first_failure or now
-                if now - first_failure >= self.options.storage_wait_s:
+                at = time.monotonic()
+                first_failure = first_failure or at
+                if at - first_failure >= self.options.storage_wait_s:
                     raise
                 self.retries[what] += 1
                 self.log.info("%s: %s; checking again in %.1f s", what, exc, delay)
