@@ -7,7 +7,9 @@ scripts use only what Android's own shell (mksh + toybox) has, and stay well und
 
 A job on the device is a detached shell that starts the benchmark, writes its pid to
 `<log>.pid`, waits for it and writes "PID STATUS" to `<log>.rc`. A pid counts as ours only while
-its command line names the benchmark binary (pids are reused after a reboot).
+its command line names the benchmark binary (pids are reused after a reboot); the command line is
+read with `cat`, which every release has (the shell drops its NUL separators; `tr` is missing
+before Android 6).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def _term_then_kill(pids: str, grace_s: float) -> str:
 
 def _is_ours(pid: str, token: str) -> str:
     """Script condition: process `pid` exists and its command line names `token`."""
-    cmdline = f'"$(tr "\\0" " " 2>/dev/null </proc/{pid}/cmdline)"'
+    cmdline = f'"$(cat /proc/{pid}/cmdline 2>/dev/null)"'
     return f"case {cmdline} in *{token}*) true;; *) false;; esac"
 
 
@@ -148,7 +150,7 @@ def wait(device: Device, job: Job, *, chunk_s: float, timeout: float) -> JobStat
     script = (
         f"i=0; while [ $i -lt {max(1, round(chunk_s / 0.1))} ] && kill -0 {pid} 2>/dev/null;"
         f" do sleep 0.1; i=$((i+1)); done; e=1; if kill -0 {pid} 2>/dev/null; then "
-        f'case "$(tr "\\0" " " </proc/{pid}/cmdline 2>/dev/null)" in ""|*{token}*) e=;; '
+        f'case "$(cat /proc/{pid}/cmdline 2>/dev/null)" in ""|*{token}*) e=;; '
         'esac; fi; if [ -z "$e" ]; then echo running; else '
         f"echo ended; {_recorded_status(job, 10)}; fi"
     )
