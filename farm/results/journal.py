@@ -10,6 +10,7 @@ from typing import Any, BinaryIO
 
 from farm.errors import InputError, OutputError
 from farm.results.model import (
+    SCHEMA_VERSION,
     CellResult,
     ResumeMark,
     Run,
@@ -145,6 +146,7 @@ def _load(path: Path) -> tuple[Run, int]:
     warnings: list[str] = []
     resumes: list[ResumeMark] = []
     superseded = 0
+    version = SCHEMA_VERSION  # of the lines being read: the header's, then each resume's
     offset = good_bytes = 0
     last_content = max(i for i, line in enumerate(lines) if line.strip())
     for index, line in enumerate(lines):
@@ -167,11 +169,12 @@ def _load(path: Path) -> tuple[Run, int]:
         good_bytes = min(offset, len(raw))
         if header is None:
             header = _read_header(record, file)
+            version = header.schema_version
             continue
         kind = record.get("type")
         try:
             if kind == "cell":
-                cell = CellResult.from_json(record, header.schema_version)
+                cell = CellResult.from_json(record, version)
                 key = cell.key or f"line{lineno}"
                 if key in cells:
                     superseded += 1
@@ -180,7 +183,9 @@ def _load(path: Path) -> tuple[Run, int]:
             elif kind == "summary":
                 summary = RunSummary.from_json(record)
             elif kind == "resumed":
-                resumes.append(ResumeMark.from_json(record))
+                mark = ResumeMark.from_json(record, version)
+                resumes.append(mark)
+                version = mark.schema_version  # of the lines that follow
                 summary = None  # an earlier summary no longer describes the run
             else:
                 warnings.append(f"{name}:{lineno}: unknown record type {kind!r}; line skipped")

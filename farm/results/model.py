@@ -15,8 +15,9 @@ upgrade the older form; loaders refuse newer versions):
     earlier one.
   2: cell `delegation` is stored once, at the top level (no longer inside `metrics`);
     `metrics` loses the parser's `status`, `exit_status` and `delegation`; `exit_status` and
-    `retries` are always present; v1 `rerun` is folded into `retries`. Header and summary
-    unchanged apart from the version.
+    `retries` are always present; v1 `rerun` is folded into `retries`; `resumed` says the
+    `schema_version` of the lines after it (a v1 run resumed by this farm goes on in v2).
+    Header and summary unchanged apart from the version.
 """
 
 from __future__ import annotations
@@ -739,20 +740,34 @@ def exit_code_for(counts: Mapping[Status, int]) -> int:
 
 @dataclass(frozen=True)
 class ResumeMark:
-    """A `resumed` line: `farm run --resume` continued the run here."""
+    """A `resumed` line: `farm run --resume` continued the run here. The lines after it are
+    written with its `schema_version` (a run started by an older farm may be resumed by a newer
+    one)."""
 
     at: str
     done: int
+    schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
         """The resumed line."""
-        return {"type": "resumed", "at": self.at, "done": self.done}
+        return {
+            "type": "resumed",
+            "at": self.at,
+            "done": self.done,
+            "schema_version": self.schema_version,
+        }
 
     @classmethod
-    def from_json(cls, data: Any) -> ResumeMark:
-        """Read a resumed line."""
+    def from_json(cls, data: Any, version: int) -> ResumeMark:
+        """Read a resumed line; `version` is the schema of the lines before it."""
         d = _obj(data, "resumed")
-        return cls(at=_str(d, "at"), done=_int(d, "done"))
+        written = _opt_int(d, "schema_version") or version
+        if written > SCHEMA_VERSION:
+            raise SchemaError(
+                f"resumed with results schema {written}, newer than this farm reads "
+                f"(up to {SCHEMA_VERSION})"
+            )
+        return cls(at=_str(d, "at"), done=_int(d, "done"), schema_version=written)
 
 
 # ---------------------------------------------------------------------------- whole runs

@@ -3,6 +3,7 @@ a disk full for a few seconds, and run folders that must copy anywhere."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
@@ -144,3 +145,42 @@ def test_a_disk_full_for_seconds_costs_no_cell_and_no_quarantine(
     assert [c.status for c in result.cells] == [Status.OK] * 6, [c.reason for c in result.cells]
     pushed = next(c for c in result.cells if c.key == hit[0])
     assert pushed.retries.get("model push", 0) >= 1  # it waited for space, and said so
+
+
+V1_RUN = Path(__file__).resolve().parents[1] / "corpus" / "results_v1" / "results.jsonl"
+
+
+def test_a_run_folder_of_the_previous_farm_resumes_and_reports(
+    start_lab, adb_server: AdbServer, tmp_path: Path
+) -> None:
+    """results.jsonl written by farm before schema 2, moved onto this lab's serials and paths."""
+    lab = start_lab(["pixel_7", "emulator_x86_64"], time_scale=0)
+    pixel, emulator = (p.serial for p in lab.phones)
+    text = (
+        V1_RUN.read_text()
+        .replace("127.0.0.1:35133", pixel)
+        .replace("127.0.0.1:41177", emulator)
+        .replace("127.0.0.1:5047", f"127.0.0.1:{adb_server.port}")
+        .replace("/tmp/v1/models/", f"{MODELS}/")
+    )
+    records = [json.loads(line) for line in text.splitlines()]
+    assert records[0]["schema_version"] == 1
+    cut = {r["key"] for r in records if r["type"] == "cell" and r["serial"] == pixel}
+    assert len(cut) == 6
+    run_dir = tmp_path / "old-run"
+    run_dir.mkdir()
+    kept = [r for r in records if r["type"] != "summary" and r.get("key") not in cut]
+    (run_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    result = run(resume=run_dir, progress=False)
+    assert result.exit_code == 0, [(c.key, c.status, c.reason) for c in result.cells]
+    data = load_run(run_dir)
+    assert data.header.schema_version == 1 and [m.schema_version for m in data.resumes] == [2]
+    assert data.warnings == () and len(data.cells) == 12
+    again = {c.key: c for c in data.cells if c.key in cut}
+    assert set(again) == cut and all(c.status == Status.OK for c in again.values())
+    assert all(c.log and (run_dir / c.log).is_file() for c in again.values())
+    kept_cells = [c for c in data.cells if c.key not in cut]
+    assert {c.status for c in kept_cells} == {Status.OK, Status.UNSUPPORTED}
+    report = (run_dir / "report.md").read_text()
+    assert "Pixel 7" in report and "sdk\\_gphone64\\_x86\\_64" in report

@@ -343,3 +343,23 @@ def test_a_version_1_run_loads_upgraded_and_reports(tmp_path: Path):
     assert "Pixel 7" in report and "external:qnn" in report
     rows = json.loads((run / "results.json").read_text())["summary"]
     assert any(r["delegate"] == "cpu" and r["latency_ms"] for r in rows)
+
+
+def test_a_version_1_run_resumed_goes_on_in_version_2(tmp_path: Path):
+    run = tmp_path / "old"
+    run.mkdir()
+    lines = V1_RUN.read_bytes().splitlines(keepends=True)
+    (run / "results.jsonl").write_bytes(b"".join(lines[:-3]))  # two cells and the summary cut
+    journal, before = Journal.open_resume(run)
+    assert before.header.schema_version == 1 and len(before.cells) == 10
+    cut = [CellResult.from_json(json.loads(x), 1) for x in lines[-3:-1]]
+    for result in cut:
+        journal.append(replace(result, reason="run again"))
+    journal.finish(summary(ok=10, unsupported=2))
+    data = load_run(run)
+    assert data.warnings == () and len(data.cells) == 12
+    assert [m.schema_version for m in data.resumes] == [2]
+    assert [c.reason for c in data.cells[-2:]] == ["run again", "run again"]
+    assert data.cells[-2:] == tuple(replace(c, reason="run again") for c in cut)
+    raw = (run / "results.jsonl").read_text().splitlines()
+    assert json.loads(raw[-3])["type"] == "cell" and "retries" in json.loads(raw[-3])
