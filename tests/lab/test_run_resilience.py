@@ -1,13 +1,14 @@
 """Runs that meet what a lab meets: phones away at the start, benchmarks left by a killed run,
-a disk full for a few seconds, and run folders that must copy anywhere."""
+a disk full for a few seconds, run folders that must copy anywhere, and a run folder of the
+previous farm."""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from farm.bench.cell import RunnerOptions
 from farm.bench.deploy import ensure_model, sha256_file
 from farm.bench.plan import Cell
 from farm.bench.service import run
-from farm.config import Config
+from farm.config import load_config
 from farm.results.journal import load_run
 from farm.results.model import Status
 from farm.sim.testing import AdbServer
@@ -32,33 +33,14 @@ CUMSUM = MODELS / "tiny_cnn_cumsum_float.tflite"
 PORTABLE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-def config(server: AdbServer, out: Path, **extra: Any) -> Config:
-    """A short matrix on the lab's server; `extra` keys override."""
-    data: dict[str, Any] = {
-        "models": [str(FLOAT)],
-        "delegates": ["cpu"],
-        "threads": [1],
-        "warmup_runs": 1,
-        "warmup_min_secs": 0,
-        "num_runs": 3,
-        "min_secs": 0,
-        "max_secs": 10,
-        "run_deadline_s": 60,
-        "adb_servers": [f"127.0.0.1:{server.port}"],
-        "output": str(out),
-    }
-    data.update(extra)
-    return Config.model_validate(data)
-
-
 def test_resume_runs_the_cells_of_a_phone_that_was_away_when_the_run_began(
-    start_lab, adb_server: AdbServer, tmp_path: Path
+    start_lab, run_config: Callable[..., Path]
 ) -> None:
     lab = start_lab(["pixel_7", "galaxy_a54"])
     here, away = (p.serial for p in lab.phones)
     lab.fault(away, "unauthorized")
     lab.wait_state(away, "unauthorized")
-    first = run(config=config(adb_server, tmp_path / "out", threads=[1, 2]), progress=False)
+    first = run(config=load_config(run_config(threads=[1, 2])), progress=False)
     statuses = {c.key: (c.serial, c.status) for c in first.cells}
     assert [s for serial, s in statuses.values() if serial == here] == [Status.OK] * 2
     assert [s for serial, s in statuses.values() if serial == away] == [Status.DEVICE_LOST] * 2
@@ -74,7 +56,7 @@ def test_resume_runs_the_cells_of_a_phone_that_was_away_when_the_run_began(
 
 
 def test_a_run_first_stops_benchmarks_an_earlier_run_left_and_says_so(
-    start_lab, adb_server: AdbServer, tmp_path: Path
+    start_lab, adb_server: AdbServer, run_config: Callable[..., Path]
 ) -> None:
     lab = start_lab(["pixel_7"])
     serial = lab.phones[0].serial
@@ -96,7 +78,7 @@ def test_a_run_first_stops_benchmarks_an_earlier_run_left_and_says_so(
     assert orphan is not None
     assert jobs.wait(device, orphan, chunk_s=0.3, timeout=10).running
 
-    result = run(config=config(adb_server, tmp_path / "out"), progress=False)
+    result = run(config=load_config(run_config()), progress=False)
     assert [c.status for c in result.cells] == [Status.OK]
     assert not jobs.wait(device, orphan, chunk_s=0.3, timeout=10).running
     said = [w for w in result.warnings if "left running by an earlier run" in w]
@@ -105,11 +87,11 @@ def test_a_run_first_stops_benchmarks_an_earlier_run_left_and_says_so(
 
 
 def test_every_file_name_in_a_run_folder_is_portable(
-    start_lab, adb_server: AdbServer, tmp_path: Path
+    start_lab, run_config: Callable[..., Path]
 ) -> None:
     lab = start_lab(["pixel_7"])
     delegates = ["cpu", {"kind": "external", "name": "qnn", "path": "/data/local/tmp/libQnn.so"}]
-    result = run(config=config(adb_server, tmp_path / "out", delegates=delegates), progress=False)
+    result = run(config=load_config(run_config(delegates=delegates)), progress=False)
     assert ":" in lab.phones[0].serial and len(result.cells) == 2
     names = [p.relative_to(result.run_dir) for p in result.run_dir.rglob("*")]
     logs = [n for n in names if n.suffix == ".log" and n.parts[0] == "logs"]
@@ -121,7 +103,7 @@ def test_every_file_name_in_a_run_folder_is_portable(
 
 
 def test_a_disk_full_for_seconds_costs_no_cell_and_no_quarantine(
-    start_lab, adb_server: AdbServer, tmp_path: Path
+    start_lab, run_config: Callable[..., Path]
 ) -> None:
     lab = start_lab(["pixel_7"])
     serial = lab.phones[0].serial
@@ -137,9 +119,7 @@ def test_a_disk_full_for_seconds_costs_no_cell_and_no_quarantine(
     options = RunnerOptions(
         run_deadline_s=60, grace_s=30, quarantine_after=3, storage_wait_s=20, on_phase=on_phase
     )
-    matrix = config(
-        adb_server, tmp_path / "out", models=[str(FLOAT), str(INT8), str(CUMSUM)], threads=[1, 2]
-    )
+    matrix = load_config(run_config(models=[str(FLOAT), str(INT8), str(CUMSUM)], threads=[1, 2]))
     result = run(config=matrix, progress=False, options=options)
     assert hit, "the push of the second model never began"
     assert [c.status for c in result.cells] == [Status.OK] * 6, [c.reason for c in result.cells]
