@@ -371,9 +371,10 @@ def test_down_returns_once_every_process_is_gone_and_says_what_it_killed(
     lab = start()
     assert lab.started_adb_server and adb_server_pid(port) == lab.adb_server_pid > 0
     serials = {p.serial for p in lab.phones}
+    marker = f"98{port}"  # this test's own: processes of other runs on the host do not count
     for phone in lab.phones:
-        lab.adb("-s", phone.serial, "shell", "nohup sleep 9876801 >/dev/null 2>&1 &")
-    assert len(wait_until_present("9876801")) == 2
+        lab.adb("-s", phone.serial, "shell", f"nohup sleep {marker} >/dev/null 2>&1 &")
+    assert len(wait_until_present(marker)) == 2
     stuck = [lab.hosts[0].pid, lab.adb_server_pid]
     for pid in stuck:
         os.kill(pid, signal.SIGSTOP)
@@ -387,7 +388,7 @@ def test_down_returns_once_every_process_is_gone_and_says_what_it_killed(
     assert [pid for pid in stuck if _alive(pid)] == []
     assert processes_with(str(tmp_path / "lab")) == []
     assert phone_processes(serials) == []
-    assert processes_with("9876801") == []
+    assert processes_with(marker) == []
     assert adb_server_pid(port) == 0
     assert len(said) == 2, said
     assert f"lab host(s) {stuck[0]} did not stop" in said[0] and "SIGKILL" in said[0]
