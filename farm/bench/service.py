@@ -28,7 +28,14 @@ from farm.errors import ConfigError, InputError, NoDeviceError, OutputError
 from farm.models import check_file, validate_model
 from farm.report import write_outputs
 from farm.results.journal import Journal, load_run
-from farm.results.model import CellResult, RunHeader, RunOutcome, RunSummary, Status
+from farm.results.model import (
+    CellResult,
+    RunHeader,
+    RunOutcome,
+    RunSummary,
+    Status,
+    count_statuses,
+)
 
 log = logging.getLogger(__name__)
 
@@ -217,22 +224,21 @@ def run(
         say(text)
 
     data = load_run(run_dir)
-    counts: Counter[Status] = Counter({s: 0 for s in Status})
-    counts.update(c.status for c in data.cells)
+    counts = count_statuses(data.cells)
     summary = RunSummary(
-        counts=dict(counts),
+        counts=counts,
         bytes_pushed=outcome.bytes_pushed,
         interrupted=outcome.interrupted,
         missing=_missing(plan, data.cells),
     )
     try:
         journal.finish(summary)
-        write_outputs(run_dir, data.cells)
+        write_outputs(run_dir, data.cells, header=data.header)
     except OSError as exc:
         raise OutputError(f"{run_dir}: cannot write the report: {exc.strerror or exc}") from None
     return RunOutcome(
         run_dir=run_dir,
-        counts=counts,
+        counts=Counter(counts),
         bytes_pushed=outcome.bytes_pushed,
         interrupted=outcome.interrupted,
         cells=list(data.cells),

@@ -700,9 +700,7 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         """130 when interrupted; 0 when every cell got a result from the tool, else 1."""
-        if self.interrupted:
-            return 130
-        return exit_code_for(self.counts)
+        return exit_code_for(self.counts, interrupted=self.interrupted)
 
     def to_json(self) -> dict[str, Any]:
         """The summary line."""
@@ -733,8 +731,11 @@ class RunSummary:
         )
 
 
-def exit_code_for(counts: Mapping[Status, int]) -> int:
-    """0 when every cell got a result from the tool (ok/failed/unsupported), else 1."""
+def exit_code_for(counts: Mapping[Status, int], *, interrupted: bool = False) -> int:
+    """130 when interrupted; 0 when every cell got a result from the tool (ok/failed/
+    unsupported), else 1."""
+    if interrupted:
+        return 130
     return 1 if any(n for s, n in counts.items() if not Status(s).complete) else 0
 
 
@@ -810,6 +811,4 @@ class RunOutcome:
     @property
     def exit_code(self) -> int:
         """130 when interrupted; 0 when every cell got a result from the tool, else 1."""
-        if self.interrupted:
-            return 130
-        return exit_code_for(self.counts)
+        return exit_code_for(self.counts, interrupted=self.interrupted)
