@@ -167,6 +167,7 @@ def cell_result(
         simulated=simulated,
         exit_status=exit_status,
         retries=dict(retries or {}),
+        delegate_kind=cell.spec.kind,
     )
 
 

@@ -18,6 +18,12 @@ upgrade the older form; loaders refuse newer versions):
     `retries` are always present; v1 `rerun` is folded into `retries`; `resumed` says the
     `schema_version` of the lines after it (a v1 run resumed by this farm goes on in v2).
     Header and summary unchanged apart from the version.
+  3: cell `delegate` is the delegate variant's label (`gpu`, `gpu-fp16`, `nnapi:google-edgetpu`,
+    `external:qnn`; user-given or derived from the options) and `delegate_kind` its kind; `verdict`
+    says whether the requested delegate really ran (`full`, `partial`, `none`, `not_applied`;
+    null when no delegate was asked for or the log does not say); `tool_flags` the extra
+    benchmark_model flags passed verbatim; `binary` where the binary came from ({abi, source,
+    sha256, translated}). Older lines get `delegate_kind` from the label and null for the rest.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Any
 
 from farm.android.info import DeviceInfo
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _TOOLS = ("farm", "adbutils", "ai-edge-litert", "pandas", "pydantic", "rich", "typer")
 
@@ -71,6 +77,26 @@ class Status(str, Enum):
 
 _COMPLETE = frozenset({Status.OK, Status.FAILED, Status.UNSUPPORTED})
 STATUSES: tuple[Status, ...] = tuple(Status)
+
+
+class Verdict(str, Enum):
+    """Whether the delegate a cell asked for really ran, as the tool's output says."""
+
+    FULL = "full"  # the delegate runs the whole graph
+    PARTIAL = "partial"  # some nodes on the delegate, the rest on the CPU
+    NONE = "none"  # created and applied, but took no node: the graph ran on the CPU
+    NOT_APPLIED = "not_applied"  # could not be loaded, created or applied
+
+    @property
+    def fallback(self) -> bool:
+        """True when the graph ran on the CPU instead of the requested delegate."""
+        return self in (Verdict.NONE, Verdict.NOT_APPLIED)
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __hash__(self) -> int:
+        return str.__hash__(self)
 
 
 def now_iso() -> str:
@@ -385,6 +411,53 @@ class Metrics:
         )
 
 
+@dataclass(frozen=True)
+class BinaryInfo:
+    """Which benchmark_model build a cell ran: its ABI, where farm found it, its sha256."""
+
+    abi: str = ""
+    source: str = ""  # config, device, cache
+    sha256: str | None = None
+    translated: bool = False  # an ABI the device runs only under translation
+
+    def to_json(self) -> dict[str, Any]:
+        """The `binary` object of a cell line."""
+        return {
+            "abi": self.abi,
+            "source": self.source,
+            "sha256": self.sha256,
+            "translated": self.translated,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> BinaryInfo | None:
+        """Read a `binary` object; None stays None."""
+        if data is None:
+            return None
+        d = _obj(data, "binary")
+        return cls(
+            abi=_str(d, "abi"),
+            source=_str(d, "source"),
+            sha256=_opt_str(d, "sha256"),
+            translated=bool(d.get("translated")),
+        )
+
+
+def kind_of_label(label: str) -> str:
+    """The delegate kind a schema-1/2 label names (`external:qnn` → external)."""
+    return label.partition(":")[0]
+
+
+def _verdict(value: Any) -> Verdict | None:
+    if value is None:
+        return None
+    try:
+        return Verdict(value)
+    except ValueError:
+        known = ", ".join(v.value for v in Verdict)
+        raise SchemaError(f"cell: unknown verdict {value!r} (known: {known})") from None
+
+
 def _status(value: Any, what: str) -> Status:
     try:
         return Status(value)
@@ -424,11 +497,33 @@ class CellResult:
     simulated: bool = False
     exit_status: int | None = None
     retries: Mapping[str, int] = field(default_factory=dict)
+    delegate_kind: str = ""
+    verdict: Verdict | None = None
+    tool_flags: Mapping[str, str] = field(default_factory=dict)
+    binary: BinaryInfo | None = None
 
     @property
     def complete(self) -> bool:
         """True when the tool gave a result (ok, failed, unsupported)."""
         return self.status.complete
+
+    @property
+    def fallback(self) -> bool:
+        """True when the cell has a number but the requested delegate did not run it."""
+        return self.status is Status.OK and self.verdict is not None and self.verdict.fallback
+
+    @property
+    def marks(self) -> tuple[str, ...]:
+        """What a reader must know before trusting this cell's number (e.g. "fallback").
+
+        A marked cell is never a "best" configuration nor a speed-up against the CPU.
+        """
+        return ("fallback",) if self.fallback else ()
+
+    @property
+    def comparable(self) -> bool:
+        """True when the cell's latency may stand for its configuration (ok, no marks)."""
+        return self.status is Status.OK and not self.marks
 
     def to_json(self) -> dict[str, Any]:
         """The cell line of results.jsonl (current schema)."""
@@ -455,6 +550,10 @@ class CellResult:
             "simulated": self.simulated,
             "exit_status": self.exit_status,
             "retries": dict(self.retries),
+            "delegate_kind": self.delegate_kind,
+            "verdict": self.verdict.value if self.verdict is not None else None,
+            "tool_flags": dict(self.tool_flags),
+            "binary": self.binary.to_json() if self.binary is not None else None,
         }
 
     @classmethod
@@ -478,6 +577,8 @@ class CellResult:
         if threads is None or repeat is None:
             raise SchemaError("cell: threads and repeat must be integers")
         duration = d.get("duration_s")
+        delegate = _str(d, "delegate")
+        flags = d.get("tool_flags")
         return cls(
             key=_str(d, "key"),
             serial=_str(d, "serial"),
@@ -485,7 +586,7 @@ class CellResult:
             device=DeviceSummary.from_json(d.get("device")),
             model=_str(d, "model"),
             model_sha256=_str(d, "model_sha256"),
-            delegate=_str(d, "delegate"),
+            delegate=delegate,
             threads=threads,
             repeat=repeat,
             status=_status(d.get("status"), "cell"),
@@ -500,6 +601,12 @@ class CellResult:
             simulated=bool(d.get("simulated")),
             exit_status=exit_status,
             retries=retries,
+            delegate_kind=_str(d, "delegate_kind") or kind_of_label(delegate),
+            verdict=_verdict(d.get("verdict")) if version >= 3 else None,
+            tool_flags=(
+                {str(k): str(v) for k, v in flags.items()} if isinstance(flags, Mapping) else {}
+            ),
+            binary=BinaryInfo.from_json(d.get("binary")),
         )
 
 

@@ -21,7 +21,7 @@ from farm.bench.plan import Cell
 from farm.bench.service import run
 from farm.config import load_config
 from farm.results.journal import load_run
-from farm.results.model import Status
+from farm.results.model import SCHEMA_VERSION, Status
 from farm.sim.testing import AdbServer
 
 pytestmark = pytest.mark.lab
@@ -155,7 +155,9 @@ def test_a_run_folder_of_the_previous_farm_resumes_and_reports(
     result = run(resume=run_dir, progress=False)
     assert result.exit_code == 0, [(c.key, c.status, c.reason) for c in result.cells]
     data = load_run(run_dir)
-    assert data.header.schema_version == 1 and [m.schema_version for m in data.resumes] == [2]
+    assert data.header.schema_version == 1 and [m.schema_version for m in data.resumes] == [
+        SCHEMA_VERSION
+    ]
     assert data.warnings == () and len(data.cells) == 12
     again = {c.key: c for c in data.cells if c.key in cut}
     assert set(again) == cut and all(c.status == Status.OK for c in again.values())

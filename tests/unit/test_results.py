@@ -182,7 +182,7 @@ def test_damaged_middle_line_is_skipped_not_fatal(tmp_path: Path):
         (b"", "empty, not a farm results file"),
         (b'{"type": "cell"}\n', "the first line is not a header"),
         (b"hello\n", "no header line"),
-        (b'{"type": "header", "schema_version": 3}\n', "results schema 3, newer than this farm"),
+        (b'{"type": "header", "schema_version": 99}\n', "results schema 99, newer than this farm"),
         (b'{"type": "header"}\n', "no valid schema_version"),
     ],
 )
@@ -358,8 +358,30 @@ def test_a_version_1_run_resumed_goes_on_in_version_2(tmp_path: Path):
     journal.finish(summary(ok=10, unsupported=2))
     data = load_run(run)
     assert data.warnings == () and len(data.cells) == 12
-    assert [m.schema_version for m in data.resumes] == [2]
+    assert [m.schema_version for m in data.resumes] == [SCHEMA_VERSION]
     assert [c.reason for c in data.cells[-2:]] == ["run again", "run again"]
     assert data.cells[-2:] == tuple(replace(c, reason="run again") for c in cut)
     raw = (run / "results.jsonl").read_text().splitlines()
     assert json.loads(raw[-3])["type"] == "cell" and "retries" in json.loads(raw[-3])
+
+
+def test_verdict_binary_and_flags_round_trip_and_mark_a_fallback():
+    from farm.results.model import BinaryInfo, Verdict
+
+    ok = replace(line("ok"), verdict=Verdict.NOT_APPLIED, tool_flags={"use_caching": "true"},
+                 binary=BinaryInfo(abi="arm64-v8a", source="cache", sha256="e" * 64))  # fmt: skip
+    data = ok.to_json()
+    assert data["verdict"] == "not_applied" and data["delegate_kind"] == "cpu"
+    back = CellResult.from_json(data)
+    assert back == ok and back.fallback and back.marks == ("fallback",) and not back.comparable
+    assert not replace(ok, verdict=Verdict.PARTIAL).fallback
+    assert not replace(ok, status=Status.FAILED).fallback  # no number, so not a fallback number
+    with pytest.raises(SchemaError, match="unknown verdict"):
+        CellResult.from_json(data | {"verdict": "mostly"})
+
+
+def test_schema_2_cells_get_a_kind_from_their_label_and_no_verdict():
+    data = line("ok").to_json() | {"delegate": "external:qnn", "verdict": "full"}
+    del data["delegate_kind"]
+    old = CellResult.from_json(data, version=2)
+    assert old.delegate_kind == "external" and old.verdict is None
