@@ -42,6 +42,39 @@ _OPTIONS_BY_KIND: dict[str, tuple[str, ...]] = {
     "external": ("name", "path", "options"),
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+*-]*$")
+_FLAG_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# Flags farm sets itself from the config: passing them as tool flags would contradict it.
+OWNED_FLAGS = {
+    "graph": "the model list",
+    "num_threads": "threads:",
+    "use_gpu": "delegates:",
+    "use_nnapi": "delegates:",
+    "use_hexagon": "delegates:",
+    "use_xnnpack": "delegates: (xnnpack, or cpu with xnnpack: true/false)",
+    "external_delegate_path": "an external delegate's path:",
+    "external_delegate_options": "an external delegate's options:",
+    "nnapi_accelerator_name": "accelerator_name:",
+    "require_full_delegation": "require_full_delegation: on the delegate",
+}
+# accelerator_name "*": one variant per NNAPI accelerator the device reports.
+ALL_ACCELERATORS = "*"
+
+
+def check_tool_flags(flags: Mapping[str, Any]) -> dict[str, str]:
+    """Extra benchmark_model flags as name → text; ValueError naming a bad or owned flag."""
+    out: dict[str, str] = {}
+    for name, value in flags.items():
+        key = str(name).removeprefix("--")
+        if not _FLAG_NAME_RE.match(key):
+            raise ValueError(f"tool flag {name!r}: not a benchmark_model flag name (a-z, 0-9, _)")
+        if key in OWNED_FLAGS:
+            raise ValueError(f"tool flag {key!r} is set by farm; use {OWNED_FLAGS[key]} instead")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if "\n" in text or "\0" in text:
+            raise ValueError(f"tool flag {key!r}: the value holds a newline or NUL byte")
+        out[key] = text
+    return out
 
 
 def _server(text: str) -> str:
@@ -71,6 +104,26 @@ class DelegateSpec(_Strict):
     name: str | None = None
     path: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
+    # every kind
+    label: str = ""  # the report's delegate column; derived from kind and options when empty
+    threads: list[int] | None = None  # None: the sweep for cpu/xnnpack, the first count else
+    require_full_delegation: bool | None = None
+    benchmark_flags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("benchmark_flags", mode="before")
+    @classmethod
+    def _flags(cls, value: Any) -> Any:
+        return check_tool_flags(value) if isinstance(value, Mapping) else value
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_in_range(cls, value: list[int] | None) -> list[int] | None:
+        return _check_threads(value) if value is not None else None
 
     @model_validator(mode="before")
     @classmethod
@@ -136,16 +189,54 @@ class DelegateSpec(_Strict):
                 raise ValueError(f"external delegate {self.name!r} needs a 'path' on the device")
         if self.accelerator_name is not None and not self.accelerator_name.strip():
             raise ValueError("'accelerator_name' is empty")
+        if self.label and not _LABEL_RE.match(self.label):
+            raise ValueError(
+                f"label {self.label!r}: use letters, digits and '.', '_', '-', '+', ':' only"
+            )
+        if not self.label:
+            object.__setattr__(self, "label", self._derived_label())
         return self
 
+    def _derived_label(self) -> str:
+        """cpu, gpu, external:<name>, nnapi:<accelerator>, and a word per option set:
+        cpu-no-xnnpack, gpu-fp16-opencl, gpu-gl, nnapi:edgetpu-fp32."""
+        base = f"external:{self.name}" if self.kind == "external" else self.kind
+        if self.accelerator_name:
+            base += f":{self.accelerator_name}"
+        words = []
+        if self.xnnpack is not None:
+            words.append("xnnpack" if self.xnnpack else "no-xnnpack")
+        for fp16 in (self.precision_loss_allowed, self.allow_fp16):
+            if fp16 is not None:
+                words.append("fp16" if fp16 else "fp32")
+        if self.backend is not None:
+            words.append(self.backend)
+        return "-".join([base, *words])
+
     @property
-    def label(self) -> str:
-        """The delegate as results and reports name it: cpu, gpu, ..., external:<name>."""
-        return f"external:{self.name}" if self.kind == "external" else self.kind
+    def all_accelerators(self) -> bool:
+        """True for `{kind: nnapi, accelerator_name: "*"}`: one variant per accelerator."""
+        return self.kind == "nnapi" and self.accelerator_name == ALL_ACCELERATORS
+
+    def for_accelerator(self, accelerator: str) -> DelegateSpec:
+        """This "*" spec narrowed to one accelerator, labelled `<label>:<accelerator>`."""
+        narrowed = self.model_copy(update={"accelerator_name": accelerator})
+        if self.label == self._derived_label():
+            label = narrowed._derived_label()
+        else:
+            label = f"{self.label.removesuffix(':' + ALL_ACCELERATORS)}:{accelerator}"
+        return narrowed.model_copy(update={"label": label})
+
+    def thread_counts(self, sweep: list[int]) -> list[int]:
+        """The thread counts this delegate runs: its own, the sweep for CPU kinds, else the
+        sweep's first count (a GPU, NNAPI, Hexagon or external delegate ignores threads)."""
+        if self.threads is not None:
+            return list(self.threads)
+        return list(sweep) if self.kind in ("cpu", "xnnpack") else list(sweep[:1])
 
     def options_dict(self) -> dict[str, Any]:
-        """Only the options that were set, for the run header."""
-        return self.model_dump(exclude_defaults=True) | {"kind": self.kind}
+        """Only the options that were set, for the run header (the label apart)."""
+        return self.model_dump(exclude_defaults=True, exclude={"label"}) | {"kind": self.kind}
 
 
 class DeviceSelection(_Strict):
@@ -205,7 +296,26 @@ class Config(_Strict):
         default_factory=lambda: default_adb_servers()
     )
     binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> host path
+    # binaries.allow_translation: true lets a device run a build for an ABI it only translates
+    allow_translation: bool = False
+    benchmark_flags: dict[str, str] = Field(default_factory=dict)  # passed to every run
+    op_profiling: bool = False  # --enable_op_profiling=true on every run
     output: str = "farm-runs"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _translation_under_binaries(cls, value: Any) -> Any:
+        binaries = value.get("binaries") if isinstance(value, dict) else None
+        if isinstance(binaries, dict) and "allow_translation" in binaries:
+            binaries = dict(binaries)
+            allow = binaries.pop("allow_translation")
+            value = dict(value) | {"binaries": binaries, "allow_translation": allow}
+        return value
+
+    @field_validator("benchmark_flags", mode="before")
+    @classmethod
+    def _flags(cls, value: Any) -> Any:
+        return check_tool_flags(value) if isinstance(value, Mapping) else value
 
     @field_validator("models", "threads", "adb_servers", "delegates", mode="before")
     @classmethod
@@ -223,12 +333,7 @@ class Config(_Strict):
     @field_validator("threads")
     @classmethod
     def _threads_range(cls, value: list[int]) -> list[int]:
-        if not value:
-            raise ValueError("at least one thread count is needed")
-        for n in value:
-            if not 1 <= n <= 64:
-                raise ValueError(f"thread count {n} is out of range 1..64")
-        return list(dict.fromkeys(value))
+        return _check_threads(value)
 
     @field_validator("delegates")
     @classmethod
@@ -243,7 +348,7 @@ class Config(_Strict):
                     + (
                         " (give each external delegate its own name)"
                         if spec.kind == "external"
-                        else ""
+                        else " (give each variant its own label:)"
                     )
                 )
             seen.add(spec.label)
@@ -279,6 +384,15 @@ class Config(_Strict):
         raise KeyError(label)
 
 
+def _check_threads(value: list[int]) -> list[int]:
+    if not value:
+        raise ValueError("at least one thread count is needed")
+    for n in value:
+        if not 1 <= n <= 64:
+            raise ValueError(f"thread count {n} is out of range 1..64")
+    return list(dict.fromkeys(value))
+
+
 def default_adb_servers() -> list[str]:
     """adb's own convention: ANDROID_ADB_SERVER_HOST / _PORT, else 127.0.0.1:5037."""
     host = os.environ.get("ANDROID_ADB_SERVER_HOST") or "127.0.0.1"
@@ -297,8 +411,9 @@ def load_config(path: Path | None, *, overrides: Mapping[str, Any] | None = None
     """Read and validate farm.yaml (None: defaults only), then apply CLI overrides.
 
     Overrides (None values are ignored): model (list of paths), delegate ("cpu,gpu" or list),
-    threads ("1,2,4" or list), repeats, serial (str or list), out. ANDROID_SERIAL selects a
-    device when no serial is configured. Errors are ConfigError naming file, line and key.
+    threads ("1,2,4" or list), repeats, serial (str or list), out, flag (list of NAME=VALUE).
+    ANDROID_SERIAL selects a device when no serial is configured. Errors are ConfigError naming
+    file, line and key.
     """
     data: dict[str, Any] = {}
     root: yaml.Node | None = None
@@ -323,7 +438,9 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
         update["models"] = [str(m) for m in _as_list(overrides["model"])]
     if overrides.get("delegate"):
         update["delegates"] = [
-            _delegate_from_flag(config, label) for label in _split(overrides["delegate"])
+            spec
+            for label in _split(overrides["delegate"])
+            for spec in _delegate_from_flag(config, label)
         ]
     if overrides.get("threads"):
         update["threads"] = [_int_flag("--threads", t) for t in _split(overrides["threads"])]
@@ -331,6 +448,10 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
         update["repeats"] = _int_flag("--repeats", overrides["repeats"])
     if overrides.get("out"):
         update["output"] = str(overrides["out"])
+    if overrides.get("flag"):
+        update["benchmark_flags"] = config.benchmark_flags | _tool_flags_from_cli(
+            _as_list(overrides["flag"])
+        )
     serials = [s for s in _split(overrides.get("serial") or []) if s]
     if not serials and not config.devices.serials and os.environ.get("ANDROID_SERIAL"):
         serials = [os.environ["ANDROID_SERIAL"]]
@@ -349,12 +470,16 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
         raise ConfigError(f"{flag}: {_message(err)}") from None
 
 
-def _delegate_from_flag(config: Config, label: str) -> dict[str, Any]:
-    """A --delegate name takes the file's options for that delegate when the file has it."""
+def _delegate_from_flag(config: Config, label: str) -> list[dict[str, Any]]:
+    """A --delegate name picks the file's variant with that label, else every variant of that
+    kind in the file, else a new delegate of that kind with the tool's defaults."""
     try:
-        return config.delegate(label).model_dump(exclude_defaults=True) | {"kind": label}
+        return [config.delegate(label).model_dump(exclude_defaults=True)]
     except KeyError:
         pass
+    of_kind = [d.model_dump(exclude_defaults=True) for d in config.delegates if d.kind == label]
+    if of_kind:
+        return of_kind
     if label.startswith("external:"):
         name = label.split(":", 1)[1]
         raise ConfigError(
@@ -362,9 +487,23 @@ def _delegate_from_flag(config: Config, label: str) -> dict[str, Any]:
             "(its path and options must be given in farm.yaml)"
         )
     try:
-        return DelegateSpec.model_validate(label).model_dump(exclude_defaults=True)
+        return [DelegateSpec.model_validate(label).model_dump(exclude_defaults=True)]
     except ValidationError as exc:
         raise ConfigError(f"--delegate: {_message(exc.errors()[0])}") from None
+
+
+def _tool_flags_from_cli(items: list[Any]) -> dict[str, str]:
+    """`--flag NAME=VALUE` items as checked tool flags; ConfigError naming the bad one."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        if not sep:
+            raise ConfigError(f"--flag {item!r}: expected NAME=VALUE, e.g. use_caching=true")
+        pairs[name.strip()] = value
+    try:
+        return check_tool_flags(pairs)
+    except ValueError as exc:
+        raise ConfigError(f"--flag: {exc}") from None
 
 
 def _int_flag(flag: str, value: Any) -> int:

@@ -25,6 +25,7 @@ from farm.android.adb import Device
 from farm.android.discovery import abi_list
 from farm.bench.deploy import deploy_binary, remote_sha256, sha256_file
 from farm.errors import BinaryError, DeviceCommandFailed
+from farm.results.model import BinaryInfo
 
 log = logging.getLogger("farm.binaries")
 
@@ -314,6 +315,16 @@ class BinaryChoice:
     source: str  # "device" (the device's own), "config:<path>" or "cache:<abi>"
     abi: str
     pushed_bytes: int = 0
+    translated: bool = False  # an ABI the device runs only through a translator
+
+    def info(self) -> BinaryInfo:
+        """What a cell records about its binary."""
+        return BinaryInfo(
+            abi=self.abi,
+            source=self.source.split(":", 1)[0],
+            sha256=self.sha256,
+            translated=self.translated,
+        )
 
 
 @dataclass(frozen=True)
@@ -327,22 +338,44 @@ class Unsupported:
         return f"{self.reason} (hint: {self.hint})"
 
 
+# ABIs a CPU runs natively, by the device's primary ABI; the rest of ro.product.cpu.abilist
+# (arm64 on an x86_64 emulator) runs through a binary translator, slower and unlike a phone.
+_NATIVE = {
+    "arm64-v8a": ("arm64-v8a", "armeabi-v7a", "armeabi"),
+    "armeabi-v7a": ("armeabi-v7a", "armeabi"),
+    "x86_64": ("x86_64", "x86"),
+    "x86": ("x86",),
+}
+
+
+def native_abis(abis: list[str]) -> list[str]:
+    """The ABIs of `abis` the device's CPU runs without translation, in preference order."""
+    if not abis:
+        return []
+    native = _NATIVE.get(abis[0], (abis[0],))
+    return [a for a in abis if a in native]
+
+
 def binary_for(
     device: Device,
     *,
     binaries: dict[str, str] | None = None,
     cache: BinaryCache | None = None,
     push: bool = True,
+    allow_translation: bool = False,
 ) -> BinaryChoice | Unsupported:
     """The benchmark binary for this device, pushed when needed; Unsupported with a hint if none.
 
     Order: a configured binary (`binaries`, ABI → host path) for the device's ABIs in preference
     order, then the device's own (getprop debug.farm.benchmark_model, used in place), then the
     cache. A candidate whose ELF header does not fit its ABI is refused and the refusal reported.
+    Only ABIs the CPU runs natively are used unless `allow_translation`.
     """
 
     props = device.getprops()
-    abis = list(abi_list(props))
+    listed = list(abi_list(props))
+    native = native_abis(listed)
+    abis = listed if allow_translation else native
     cache = cache or BinaryCache()
     configured = [
         (f"config:{binaries[abi]}", Path(binaries[abi]).expanduser(), abi)
@@ -365,10 +398,13 @@ def binary_for(
             refused.append(str(exc))
             continue
         digest = sha256_file(path)
+        translated = abi not in native
         if not push:
-            return BinaryChoice("", digest, source, abi)
+            return BinaryChoice("", digest, source, abi, translated=translated)
         deployed = deploy_binary(device, path, digest)
-        return BinaryChoice(deployed.remote_path, digest, source, abi, deployed.pushed_bytes)
+        return BinaryChoice(
+            deployed.remote_path, digest, source, abi, deployed.pushed_bytes, translated
+        )
     if own:
         return _device_binary(device, own, abis)
     if not abis:
@@ -382,6 +418,12 @@ def binary_for(
         if first in OFFICIAL_NAMES
         else f"build benchmark_model for Android {first}, then farm binaries add {first} PATH"
     )
+    foreign = [
+        a for a in listed if a not in native and (cache.get(a) or (binaries and a in binaries))
+    ]
+    if foreign and not allow_translation:
+        reason += f"; a {foreign[0]} build exists but would run only under translation"
+        hint += " (or set binaries.allow_translation: true)"
     return Unsupported(reason, hint)
 
 

@@ -21,12 +21,20 @@ from farm.android.adb import Device, join_command
 from farm.android.info import DeviceInfo
 from farm.bench.binaries import BinaryChoice
 from farm.bench.deploy import ensure_model
-from farm.bench.flags import benchmark_args
+from farm.bench.flags import PROVIDERS, benchmark_args, tool_flags
 from farm.bench.parse import BenchmarkResult, parse_file
 from farm.bench.plan import Cell
 from farm.config import Config
 from farm.errors import DeviceError, RemoteFileMissing
-from farm.results.model import CellResult, Delegation, DeviceSummary, Metrics, Status
+from farm.results.model import (
+    BinaryInfo,
+    CellResult,
+    Delegation,
+    DeviceSummary,
+    Metrics,
+    Status,
+    Verdict,
+)
 
 T = TypeVar("T")
 
@@ -142,9 +150,20 @@ def cell_result(
     simulated: bool = False,
     exit_status: int | None = None,
     retries: dict[str, int] | None = None,
+    tool_flags: dict[str, str] | None = None,
+    binary: BinaryInfo | None = None,
 ) -> CellResult:
-    """The result of one cell; `parsed` is the tool's output as the parser read it."""
+    """The result of one cell; `parsed` is the tool's output as the parser read it.
+
+    An ok cell whose delegate did not run (a fallback) gets the reason in `reason`.
+    """
     data = parsed.to_dict() if parsed is not None else None
+    verdict = None
+    if parsed is not None and cell.spec.kind in PROVIDERS:
+        said, why = parsed.verdict(PROVIDERS[cell.spec.kind])
+        verdict = Verdict(said) if said is not None else None
+        if status is Status.OK and verdict is not None and verdict.fallback:
+            reason = fallback_reason(cell.delegate, cell.spec.kind, verdict, why)
     return CellResult(
         key=cell.key,
         serial=cell.serial,
@@ -168,7 +187,20 @@ def cell_result(
         exit_status=exit_status,
         retries=dict(retries or {}),
         delegate_kind=cell.spec.kind,
+        verdict=verdict,
+        tool_flags=dict(tool_flags or {}),
+        binary=binary,
     )
+
+
+def fallback_reason(label: str, kind: str, verdict: Verdict, why: str | None) -> str:
+    """One line saying that a delegate did not run and the graph ran on the CPU."""
+    if verdict is Verdict.NONE:
+        return f"{label}: the delegate took no node — ran on CPU"
+    if kind == "external" and why and why.startswith("Unable to load"):
+        return f"{label}: library did not load — ran on CPU"
+    detail = f" ({why.rstrip('.')})" if why else ""
+    return f"{label}: delegate was not applied{detail} — ran on CPU"
 
 
 def model_path(host: CellHost, cell: Cell) -> str:
@@ -221,6 +253,8 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
             simulated=log is not None and is_simulated(host.run_dir / log),
             retries=dict(host.retries),
             exit_status=exit_status,
+            tool_flags=tool_flags(cell.spec, host.config),
+            binary=host.binary.info(),
         )
 
     reruns = 0

@@ -8,6 +8,15 @@ from farm.config import Config, DelegateSpec
 
 _GPU_BACKENDS = {"opencl": "cl", "gl": "gl"}
 
+# The provider name benchmark_model prints for each delegate kind (cpu asks for no delegate).
+PROVIDERS = {
+    "xnnpack": "XNNPACK",
+    "gpu": "GPU",
+    "nnapi": "NNAPI",
+    "hexagon": "Hexagon",
+    "external": "EXTERNAL",
+}
+
 
 def benchmark_args(
     delegate: DelegateSpec,
@@ -38,12 +47,30 @@ def benchmark_args(
     if config.report_peak_memory:
         args.append("--report_peak_memory_footprint=true")
     args.extend(delegate_args(delegate))
+    args.extend(f"--{name}={value}" for name, value in tool_flags(delegate, config).items())
     args.extend(extra)
     return args
 
 
+def tool_flags(delegate: DelegateSpec, config: Config) -> dict[str, str]:
+    """The extra flags a run of this delegate variant passes verbatim: the config's, op
+    profiling, then the variant's own (a later one wins)."""
+    flags = dict(config.benchmark_flags)
+    if config.op_profiling:
+        flags["enable_op_profiling"] = "true"
+    flags.update(delegate.benchmark_flags)
+    return flags
+
+
 def delegate_args(delegate: DelegateSpec) -> list[str]:
     """The flags that select and tune one delegate (none for plain CPU)."""
+    args = _selection_args(delegate)
+    if delegate.require_full_delegation is not None:
+        args.append(f"--require_full_delegation={_bool(delegate.require_full_delegation)}")
+    return args
+
+
+def _selection_args(delegate: DelegateSpec) -> list[str]:
     kind = delegate.kind
     if kind == "cpu":
         # Setting --use_xnnpack at all disables the runtime's default XNNPACK delegate,

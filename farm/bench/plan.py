@@ -9,7 +9,7 @@ run records (a delegate that fails, or one that takes nothing).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -123,11 +123,21 @@ class Plan:
         )
 
 
-def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config) -> Plan:
-    """Cross the devices with models, delegates, threads and repeats, interleaving repeats.
+def make_plan(
+    devices: list[DeviceInfo],
+    models: list[ModelRef],
+    config: Config,
+    *,
+    accelerators: Mapping[str, tuple[str, ...] | None] | None = None,
+) -> Plan:
+    """Cross the devices with models, delegate variants, threads and repeats, interleaving
+    repeats.
 
     Run order is repeat-major: every cell of repeat 0, then of repeat 1, ..., so slow drift
-    spreads over all cells. Cells a device cannot run go to `unsupported` with a reason.
+    spreads over all cells. Each variant runs its own thread counts (`DelegateSpec.
+    thread_counts`). `{kind: nnapi, accelerator_name: "*"}` becomes one variant per NNAPI
+    accelerator the device reported (`accelerators`, by serial; None: unknown). Cells a device
+    cannot run go to `unsupported` with a reason.
     """
     models = _unique_names(models)
     plan = Plan(
@@ -137,16 +147,14 @@ def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config)
         threads=list(config.threads),
         repeats=config.repeats,
     )
-    reasons = {
-        (d.serial, d.server, s.label): unsupported_reason(d, s)
-        for d in devices
-        for s in config.delegates
+    variants = {
+        d.serial: device_variants(d, config, (accelerators or {}).get(d.serial)) for d in devices
     }
     for repeat in range(config.repeats):
         for device in devices:
             for model in models:
-                for spec in config.delegates:
-                    for threads in config.threads:
+                for spec, reason in variants[device.serial]:
+                    for threads in spec.thread_counts(config.threads):
                         cell = Cell(
                             serial=device.serial,
                             server=device.server,
@@ -158,7 +166,6 @@ def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config)
                             threads=threads,
                             repeat=repeat,
                         )
-                        reason = reasons[(device.serial, device.server, spec.label)]
                         if not device.online:
                             plan.unavailable.append((cell, f"device is {device.state}"))
                         elif reason:
@@ -175,6 +182,36 @@ def make_plan(devices: list[DeviceInfo], models: list[ModelRef], config: Config)
                 "list only one of them in adb_servers"
             )
     return plan
+
+
+def device_variants(
+    device: DeviceInfo, config: Config, accelerators: tuple[str, ...] | None
+) -> list[tuple[DelegateSpec, str | None]]:
+    """The delegate variants one device runs, each with the reason it cannot (None: it can).
+
+    An "all accelerators" NNAPI entry becomes one variant per accelerator the device reported;
+    with none known it stays one variant, unsupported, saying why.
+    """
+    out: list[tuple[DelegateSpec, str | None]] = []
+    labels = {s.label for s in config.delegates}
+    for spec in config.delegates:
+        if not spec.all_accelerators:
+            out.append((spec, unsupported_reason(device, spec)))
+            continue
+        if not accelerators:
+            why = (
+                "the device reported no NNAPI accelerator"
+                if accelerators is not None
+                else "the device's NNAPI accelerators are unknown (the tool did not list them)"
+            )
+            out.append((spec, unsupported_reason(device, spec) or why))
+            continue
+        for name in accelerators:
+            narrowed = spec.for_accelerator(name)
+            if narrowed.label in labels:  # also listed on its own
+                continue
+            out.append((narrowed, unsupported_reason(device, narrowed)))
+    return out
 
 
 def unsupported_reason(device: DeviceInfo, spec: DelegateSpec) -> str | None:

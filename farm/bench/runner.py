@@ -378,7 +378,11 @@ class _DeviceWorker(threading.Thread):
         try:
             choice = self.retry(
                 "binary deploy",
-                lambda: binary_for(self.device, binaries=dict(self.config.binaries)),
+                lambda: binary_for(
+                    self.device,
+                    binaries=dict(self.config.binaries),
+                    allow_translation=self.config.allow_translation,
+                ),
             )
         except FarmError as exc:
             reason = f"binary deploy failed: {exc}"

@@ -30,7 +30,12 @@ def run_command(
         list[str] | None, typer.Option("--model", "-m", help="Model path or glob (repeatable).")
     ] = None,
     delegate: Annotated[
-        str | None, typer.Option("--delegate", "-d", help="Delegates, e.g. cpu,gpu,nnapi.")
+        str | None,
+        typer.Option(
+            "--delegate",
+            "-d",
+            help="Delegate variants by label, or kinds (all variants of the kind), e.g. cpu,gpu.",
+        ),
     ] = None,
     threads: Annotated[str | None, typer.Option("--threads", "-t", help="e.g. 1,2,4.")] = None,
     repeats: Annotated[int | None, typer.Option("--repeats", help="Repeats per cell.")] = None,
@@ -38,6 +43,14 @@ def run_command(
         list[str] | None, typer.Option("--serial", "-s", help="Device serial (repeatable).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for run folders.")] = None,
+    flag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--flag",
+            help="A benchmark_model flag passed verbatim, NAME=VALUE (repeatable), "
+            "e.g. --flag enable_op_profiling=true.",
+        ),
+    ] = None,
     resume: Annotated[
         Path | None,
         typer.Option("--resume", help="Run only the missing cells of this run folder."),
@@ -59,7 +72,7 @@ def run_command(
     from farm.bench.service import run
     from farm.config import DEFAULT_CONFIG_NAME
 
-    if resume is not None and (config or model or delegate or threads or repeats or serial):
+    if resume is not None and (config or model or delegate or threads or repeats or serial or flag):
         raise ConfigError("--resume takes no other matrix options: it reuses the run's own config")
     if config is None and resume is None and Path(DEFAULT_CONFIG_NAME).is_file():
         config = Path(DEFAULT_CONFIG_NAME)
@@ -70,6 +83,7 @@ def run_command(
         "repeats": repeats,
         "serial": serial or None,
         "out": str(out) if out else None,
+        "flag": flag or None,
     }
     result = run(
         config,

@@ -82,9 +82,16 @@ def print_report(
         console.print(_problems_table(problems, labels))
 
 
+def _status_style(row: Any) -> str:
+    if row["status"] != "ok":
+        return "red"
+    return "yellow" if row.get("marks") else "green"
+
+
 LEGEND = (
     "latency: mean ± std of the timed runs, ms · vs CPU: speed-up over CPU with 1 thread · "
-    f"noisy: std ≥ {UNSTABLE_STD_RATIO:.0%} of the mean"
+    f"noisy: std ≥ {UNSTABLE_STD_RATIO:.0%} of the mean · "
+    "fallback: the delegate did not run, the number is the CPU's (never best, no vs CPU)"
 )
 
 
@@ -190,7 +197,7 @@ def _device_table(rows: Any, *, with_model: bool) -> Table:
             Text(runs_text(row["runs"])),
             Text(short_coverage(safe_text(row["coverage"])) or "-"),
             Text(speedup_text(row["speedup"])),
-            Text(safe_text(status), style="green" if row["status"] == "ok" else "red"),
+            Text(safe_text(status), style=_status_style(row)),
         ]
         if with_model:
             cells.insert(0, Text(safe_text(row["model"]) if first_of_model else ""))
@@ -230,7 +237,7 @@ def _problems_table(problems: Any, labels: Mapping[str, str]) -> Table:
         ("status", "left"),
         ("cells", "right"),
         ("reason", "left"),
-        title="Cells without a number",
+        title="Cells without a number, and fallbacks",
     )
     for _, row in problems.iterrows():
         table.add_row(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
 
-from farm.results.model import CellResult, Delegation, Metrics
+from farm.results.model import CellResult, Delegation, Metrics, Verdict
 
 # Stability checks beside the numbers: the spread is large, or the sample is small.
 UNSTABLE_STD_RATIO = 0.10
@@ -28,28 +29,40 @@ CELL_COLUMNS = [
     "model",
     "model_sha256",
     "delegate",
+    "delegate_kind",
     "threads",
     "repeat",
     "status",
+    "verdict",
+    "marks",
     "reason",
     "latency_ms",
     "std_ms",
+    "median_ms",
+    "p5_ms",
+    "p95_ms",
     "runs",
     "init_ms",
     "first_ms",
     "warmup_ms",
     "memory_mb",
+    "peak_memory_mb",
     "delegates_used",
     "nodes_delegated",
     "nodes_total",
     "partitions",
     "coverage",
+    "top_ops",
+    "tool_flags",
+    "binary_abi",
+    "binary_source",
     "binary_sha256",
     "command",
     "log",
     "started_at",
     "duration_s",
 ]
+TOP_OPS = 5  # node types shown per cell
 GROUP = ["serial", "model", "delegate", "threads"]
 
 
@@ -57,12 +70,38 @@ def cells_frame(cells: Iterable[CellResult]) -> pd.DataFrame:
     """One row per cell, numbers in ms (from the parser's µs)."""
     rows = [_cell_row(c) for c in cells]
     df = pd.DataFrame(rows, columns=CELL_COLUMNS)
-    for col in ("latency_ms", "std_ms", "init_ms", "first_ms", "warmup_ms", "memory_mb"):
+    for col in (
+        "latency_ms",
+        "std_ms",
+        "median_ms",
+        "p5_ms",
+        "p95_ms",
+        "init_ms",
+        "first_ms",
+        "warmup_ms",
+        "memory_mb",
+        "peak_memory_mb",
+    ):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in ("threads", "repeat", "runs", "nodes_delegated", "nodes_total", "partitions", "sdk"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     df["simulated"] = df["simulated"].fillna(False).astype(bool)
-    for col in ("device", "soc", "abi", "profile", "reason", "coverage", "delegates_used"):
+    for col in (
+        "device",
+        "soc",
+        "abi",
+        "profile",
+        "reason",
+        "coverage",
+        "delegates_used",
+        "delegate_kind",
+        "verdict",
+        "marks",
+        "top_ops",
+        "tool_flags",
+        "binary_abi",
+        "binary_source",
+    ):
         df[col] = df[col].fillna("").astype(str)
     return df
 
@@ -78,6 +117,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         "simulated",
         "model",
         "delegate",
+        "delegate_kind",
         "threads",
         "status",
         "latency_ms",
@@ -86,9 +126,12 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         "repeats",
         "repeats_ok",
         "coverage",
+        "verdict",
+        "marks",
         "speedup",
         "flags",
         "reason",
+        "top_ops",
     ]
     if df.empty:
         return pd.DataFrame(columns=columns)
@@ -101,7 +144,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     base_latency = {(r.serial, r.model): r.latency_ms for r in base.itertuples()}
     out["speedup"] = [
         _ratio(base_latency.get((r.serial, r.model)), r.latency_ms)
-        if r.status == "ok"
+        if r.status == "ok" and not r.marks
         else math.nan
         for r in out.itertuples()
     ]
@@ -109,8 +152,11 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_per_device(summary: pd.DataFrame) -> pd.DataFrame:
-    """For each device and model, the ok configuration with the lowest mean latency."""
-    ok = summary[(summary["status"] == "ok") & summary["latency_ms"].notna()]
+    """For each device and model, the ok configuration with the lowest mean latency; a marked
+    configuration (a fallback, ...) never counts."""
+    ok = summary[
+        (summary["status"] == "ok") & summary["latency_ms"].notna() & (summary["marks"] == "")
+    ]
     if ok.empty:
         return summary.iloc[0:0]
     best = ok.loc[ok.groupby(["serial", "model"], sort=False)["latency_ms"].idxmin()]
@@ -118,7 +164,8 @@ def best_per_device(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Cells that did not end ok, grouped by device, delegate, status and reason.
+    """Cells that did not end ok, and fallbacks (status "fallback": a number, but not the
+    requested delegate's), grouped by device, delegate, status and reason.
 
     `models` and `threads` list what the group covers ("all" when it is every model of the
     device); `cells` counts its cells, repeats included.
@@ -134,7 +181,8 @@ def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
         "cells",
         "reason",
     ]
-    bad = df[df["status"] != "ok"]
+    bad = df[(df["status"] != "ok") | df["marks"].str.contains("fallback", regex=False)]
+    bad = bad.assign(status=bad["status"].where(bad["status"] != "ok", "fallback"))
     if bad.empty:
         return pd.DataFrame(columns=columns)
     models_of = {serial: set(group["model"]) for serial, group in df.groupby("serial", sort=False)}
@@ -224,12 +272,31 @@ def short_flags(row: Any) -> list[str]:
     )
     if row["repeats_ok"] < row["repeats"]:
         flags.append(f"{row['repeats_ok']}/{row['repeats']} ok")
-    return flags
+    marks = [m for m in str(row.get("marks") or "").split(", ") if m]
+    return [*marks, *flags]
+
+
+def verdict_text(cell: CellResult) -> str:
+    """What the delegation column says when the requested delegate did not run ("" else)."""
+    verdict = cell.verdict
+    if verdict is None or not verdict.fallback:
+        return ""
+    if verdict is Verdict.NONE:
+        return f"{cell.delegate}: none (ran on CPU)"
+    return f"{cell.delegate}: not applied (ran on CPU)"
+
+
+def top_ops_text(metrics: Metrics, n: int = TOP_OPS) -> str:
+    """The op profile's heaviest node types: "CONV_2D 61.2%, TfLiteGpuDelegateV2 30.1%"."""
+    rows = [r for r in metrics.op_profile or () if r.percent is not None]
+    rows.sort(key=lambda r: float(r.percent or 0), reverse=True)
+    return ", ".join(f"{r.node_type} {float(r.percent or 0):.1f}%" for r in rows[:n])
 
 
 def _cell_row(cell: CellResult) -> dict[str, Any]:
     metrics = cell.metrics or Metrics()
     delegation = cell.delegation
+    fell_back = cell.verdict is not None and cell.verdict.fallback
     device = cell.device
     return {
         "key": cell.key,
@@ -244,22 +311,37 @@ def _cell_row(cell: CellResult) -> dict[str, Any]:
         "model": cell.model,
         "model_sha256": cell.model_sha256,
         "delegate": cell.delegate,
+        "delegate_kind": cell.delegate_kind,
         "threads": cell.threads,
         "repeat": cell.repeat,
         "status": cell.status.value,
+        "verdict": cell.verdict.value if cell.verdict is not None else "",
+        "marks": ", ".join(cell.marks),
         "reason": cell.reason or "",
         "latency_ms": _ms(metrics.inference_avg_us),
         "std_ms": _ms(metrics.inference_std_us),
+        "median_ms": _ms(metrics.inference_median_us),
+        "p5_ms": _ms(metrics.inference_p5_us),
+        "p95_ms": _ms(metrics.inference_p95_us),
         "runs": metrics.inference_count,
         "init_ms": _ms(metrics.init_us),
         "first_ms": _ms(metrics.first_inference_us),
         "warmup_ms": _ms(metrics.warmup_avg_us),
         "memory_mb": metrics.memory_mb,
+        "peak_memory_mb": metrics.memory_peak_mb,
         "delegates_used": "+".join(delegation.delegates) if delegation else "",
-        "nodes_delegated": delegation.nodes_delegated if delegation else None,
+        "nodes_delegated": delegation.nodes_delegated if delegation and not fell_back else None,
         "nodes_total": delegation.nodes_total if delegation else None,
-        "partitions": delegation.partitions if delegation else None,
-        "coverage": coverage_text(delegation, cell.delegate),
+        "partitions": delegation.partitions if delegation and not fell_back else None,
+        "coverage": verdict_text(cell) or coverage_text(delegation, cell.delegate),
+        "top_ops": top_ops_text(metrics),
+        "tool_flags": " ".join(f"--{k}={v}" for k, v in cell.tool_flags.items()),
+        "binary_abi": cell.binary.abi if cell.binary else "",
+        "binary_source": (
+            cell.binary.source + (" (translated)" if cell.binary.translated else "")
+            if cell.binary
+            else ""
+        ),
         "binary_sha256": cell.binary_sha256,
         "command": cell.command,
         "log": cell.log,
@@ -280,6 +362,7 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         "simulated": bool(group["simulated"].any()),
         "model": first["model"],
         "delegate": first["delegate"],
+        "delegate_kind": first["delegate_kind"],
         "threads": first["threads"],
         "repeats": len(group),
         "repeats_ok": len(ok),
@@ -287,7 +370,10 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         "std_ms": math.nan,
         "runs": None,
         "coverage": next((c for c in group["coverage"] if c), ""),
+        "verdict": _most_common(group["verdict"]),
+        "marks": ", ".join(dict.fromkeys(m for ms in ok["marks"] for m in ms.split(", ") if m)),
         "speedup": math.nan,
+        "top_ops": next((t for t in group["top_ops"] if t), ""),
     }
     flags: list[str] = []
     if len(ok):
@@ -297,13 +383,20 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         if len(ok) < len(group):
             flags.append(f"{len(ok)}/{len(group)} repeats ok")
         others = group[group["status"] != "ok"]
-        row["reason"] = next((r for r in others["reason"] if r), "")
+        row["reason"] = next((r for r in [*others["reason"], *ok["reason"]] if r), "")
     else:
         statuses = list(group["status"])
         row["status"] = max(set(statuses), key=statuses.count)
         row["reason"] = next((r for r in group["reason"] if r), "")
+    if row["marks"]:
+        flags.insert(0, row["marks"])
     row["flags"] = "; ".join(flags)
     return row
+
+
+def _most_common(values: pd.Series) -> str:
+    known = [v for v in values if v]
+    return max(set(known), key=known.count) if known else ""
 
 
 def _pooled(ok: pd.DataFrame) -> tuple[float, float, int | None]:
@@ -346,7 +439,7 @@ def _ordered(out: pd.DataFrame, cells: pd.DataFrame, by: list[str] | None = None
 
 
 def _delegate_rank(label: Any) -> tuple[int, str]:
-    kind = str(label).split(":", 1)[0]
+    kind = re.split(r"[:\-\[]", str(label), maxsplit=1)[0]
     order = ("cpu", "xnnpack", "gpu", "nnapi", "hexagon", "external")
     return (order.index(kind) if kind in order else len(order), str(label))
 

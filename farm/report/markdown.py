@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from farm.report.console import (
     device_heading,
@@ -38,7 +39,9 @@ def render_markdown(cells: Iterable[CellResult], *, header: RunHeader | None = N
         ]
     out += [
         "Latency is the mean of the timed runs in ms (± standard deviation over all runs of all "
-        "repeats); *vs CPU 1t* is the speed-up against the same model on CPU with 1 thread.",
+        "repeats); *vs CPU 1t* is the speed-up against the same model on CPU with 1 thread. "
+        "A *fallback* ran on the CPU because the requested delegate did not run: its number is "
+        "the CPU's, never a best configuration or a speed-up.",
         "",
     ]
     labels = device_labels(summary)
@@ -86,9 +89,10 @@ def render_markdown(cells: Iterable[CellResult], *, header: RunHeader | None = N
                 for _, row in best.iterrows()
             ],
         )
+    out += _top_ops(summary, labels)
     problems = problems_frame(df)
     if not problems.empty:
-        out += ["## Cells without a number", ""]
+        out += ["## Cells without a number, and fallbacks", ""]
         out += _table(
             ["device", "delegate", "models", "threads", "status", "cells", "reason"],
             [
@@ -105,6 +109,30 @@ def render_markdown(cells: Iterable[CellResult], *, header: RunHeader | None = N
             ],
         )
     return "\n".join(out)
+
+
+def _top_ops(summary: Any, labels: Mapping[str, str]) -> list[str]:
+    """The heaviest op types per configuration, when the runs were op-profiled."""
+    profiled = summary[summary["top_ops"] != ""]
+    if profiled.empty:
+        return []
+    return [
+        "## Top ops (share of the profiled run time, by node type)",
+        "",
+        *_table(
+            ["device", "model", "delegate", "threads", "top ops"],
+            [
+                [
+                    md_text(labels.get(str(r.serial), r.serial)),
+                    md_text(r.model),
+                    md_text(r.delegate),
+                    str(r.threads),
+                    md_text(r.top_ops),
+                ]
+                for r in profiled.itertuples()
+            ],
+        ),
+    ]
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

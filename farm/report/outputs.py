@@ -50,7 +50,8 @@ def write_outputs(
         "schema_version": SCHEMA_VERSION,
         "run_id": header.run_id if header else None,
         "header": header.to_json() if header else None,
-        "cells": [c.to_json() for c in cells],
+        # each cell line, with what a reader must know before trusting its number
+        "cells": [c.to_json() | {"marks": list(c.marks)} for c in cells],
         "summary": _records(summary),
         "best": _records(best),
     }

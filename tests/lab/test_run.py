@@ -56,7 +56,8 @@ def test_flagship_midrange_emulator_full_matrix_and_report(
     (run_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
     data = load_run(run_dir)
     assert data.summary is not None and data.summary.bytes_pushed > 0
-    assert len(data.cells) == 3 * 2 * 3 * 3  # devices × models × delegates × threads
+    # devices × models × (cpu × 3 thread counts + gpu + nnapi, which ignore threads)
+    assert len(data.cells) == 3 * 2 * (3 + 1 + 1)
     assert set(Counter(c.status for c in data.cells)) <= {"ok", "failed", "unsupported"}
     assert {c.server for c in data.cells} == {adb_server.address}
     cells = by_profile(data.cells)
@@ -82,7 +83,7 @@ def test_flagship_midrange_emulator_full_matrix_and_report(
         if cell.status == "failed":
             assert cell.reason and "ANEURALNETWORKS" in (run_dir / cell.log).read_text()
         else:
-            assert cell.delegation.coverage == "none"
+            assert cell.delegation.coverage == "none" and cell.fallback
 
     for cell in pick(data.cells, status="ok"):
         assert cell.simulated is True

@@ -530,8 +530,10 @@ def test_hexagon_takes_quantized_only(tmp_path: Path) -> None:
     parsed = _parsed(proc.stdout)
     if parsed is not None:
         assert parsed.status == "ok"
-        assert "Hexagon" not in [d.name for d in parsed.delegation.delegates]  # not applied
+        assert "Hexagon" not in parsed.delegation.to_dict()["delegates"]  # not applied
         assert any("Could not create Hexagon delegate" in w for w in parsed.warnings)
+        verdict, why = parsed.verdict("Hexagon")
+        assert verdict == "not_applied" and why is not None and "Hexagon" in why
 
 
 # ------------------------------------------------------------------- crashes, faults, signals

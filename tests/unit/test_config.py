@@ -54,7 +54,9 @@ def test_defaults_without_a_file():
 def test_example_config_loads():
     config = load_config(EXAMPLE)
     labels = [d.label for d in config.delegates]
-    assert labels[:3] == ["cpu", "gpu", "nnapi"]
+    assert labels[:4] == ["cpu", "gpu", "gpu-fp32", "nnapi:*-fp16"]
+    assert config.delegates[3].for_accelerator("qti-dsp").label == "nnapi:qti-dsp-fp16"
+    assert [d.thread_counts(config.threads) for d in config.delegates[:2]] == [[1, 2, 4], [1]]
     assert config.threads == [1, 2, 4]
 
 
@@ -84,10 +86,10 @@ output: runs
     )
     config = load_config(path)
     assert [d.label for d in config.delegates] == [
-        "cpu",
+        "cpu-no-xnnpack",
         "xnnpack",
-        "gpu",
-        "nnapi",
+        "gpu-fp32-gl",
+        "nnapi:qti-dsp-fp16",
         "hexagon",
         "external:qnn",
     ]
@@ -237,7 +239,7 @@ def test_overrides_win(tmp_path: Path):
         },
     )
     assert config.models == ["b.tflite"]
-    assert [d.label for d in config.delegates] == ["gpu", "nnapi"]
+    assert [d.label for d in config.delegates] == ["gpu-gl", "nnapi"]
     assert config.delegates[0].backend == "gl"  # the file's options for the delegate are kept
     assert config.threads == [1, 2, 4]
     assert config.repeats == 2
@@ -344,7 +346,14 @@ def test_readme_example_loads(tmp_path: Path):
     block = re.search(r"## Configuration \(farm.yaml\).*?```yaml\n(.*?)```", readme, re.DOTALL)
     assert block is not None
     config = load_config(write(tmp_path, block.group(1)))
-    assert [d.label for d in config.delegates] == ["cpu", "gpu", "nnapi", "external:qnn"]
+    assert [d.label for d in config.delegates] == [
+        "cpu",
+        "cpu-no-xnnpack",
+        "gpu-fp16",
+        "gpu-fp32",
+        "nnapi:*",
+        "external:qnn",
+    ]
 
 
 def test_alias_bombs_and_deep_nesting_are_refused(tmp_path: Path):

@@ -86,14 +86,12 @@ def test_the_plan_does_not_consult_profiles(monkeypatch: pytest.MonkeyPatch):
     named = {"kind": "nnapi", "accelerator_name": "google-edgetpu"}
     config = Config(delegates=["cpu", "gpu", named, "hexagon"], threads=[1, 2])
     plan = make_plan([emu], models()[:1], config)
+    # Delegates that ignore threads run once, with the first count.
     assert [(c.delegate, c.threads) for c in plan.cells] == [
-        (delegate, threads) for delegate in ("cpu", "gpu", "nnapi") for threads in (1, 2)
-    ]
+        ("cpu", 1), ("cpu", 2), ("gpu", 1), ("nnapi:google-edgetpu", 1)
+    ]  # fmt: skip
     reasons = {(c.delegate, c.threads): r for c, r in plan.unsupported}
-    assert reasons == {
-        ("hexagon", 1): "Hexagon needs a Qualcomm SoC; this is an emulator",
-        ("hexagon", 2): "Hexagon needs a Qualcomm SoC; this is an emulator",
-    }
+    assert reasons == {("hexagon", 1): "Hexagon needs a Qualcomm SoC; this is an emulator"}
     # A profile name the device matched, known or not, changes nothing.
     for profile in ("pixel_7", "no_such_profile", None):
         phone = device(soc="Google GS201", profile=profile)
@@ -186,7 +184,50 @@ def test_plan_record_is_json():
     config = Config(delegates=["cpu", {"kind": "gpu", "backend": "gl"}, "hexagon"])
     plan = make_plan([device(soc="Google GS201", profile="pixel_7")], models(), config)
     data = json.loads(json.dumps(plan.record().to_json(), allow_nan=False))
-    assert data["delegates"][1] == {"kind": "gpu", "backend": "gl", "label": "gpu"}
+    assert data["delegates"][1] == {"kind": "gpu", "backend": "gl", "label": "gpu-gl"}
     assert len(data["cells"]) == 4 and len(data["unsupported"]) == 2
     assert data["unsupported"][0]["reason"].startswith("Hexagon needs a Qualcomm SoC")
     assert data["models"][0] == {"name": "a", "path": "/m/a.tflite", "sha256": SHA_A}
+
+
+def test_variants_of_one_kind_threads_and_every_accelerator():
+    config = Config(
+        delegates=[
+            "cpu",
+            {"kind": "cpu", "xnnpack": False},
+            {"kind": "gpu", "label": "gpu-fp16", "precision_loss_allowed": True},
+            {"kind": "gpu", "precision_loss_allowed": False, "threads": [2]},
+            {"kind": "nnapi", "accelerator_name": "*"},
+        ],
+        threads=[1, 4],
+    )
+    known = ("google-edgetpu", "nnapi-reference")
+    plan = make_plan([device("s1"), device("s2")], models()[:1], config,
+                     accelerators={"s1": known, "s2": None})  # fmt: skip
+    rows = [(c.delegate, c.threads) for c in plan.cells_for("s1")]
+    assert rows == [
+        ("cpu", 1), ("cpu", 4), ("cpu-no-xnnpack", 1), ("cpu-no-xnnpack", 4), ("gpu-fp16", 1),
+        ("gpu-fp32", 2), ("nnapi:google-edgetpu", 1), ("nnapi:nnapi-reference", 1),
+    ]  # fmt: skip
+    edgetpu = next(c for c in plan.cells if c.delegate == "nnapi:google-edgetpu")
+    assert edgetpu.spec.accelerator_name == "google-edgetpu"
+    # s2 did not say which accelerators it has: the variant is kept, unsupported, with why.
+    assert [(c.serial, c.delegate, r) for c, r in plan.unsupported] == [
+        ("s2", "nnapi:*", "the device's NNAPI accelerators are unknown (the tool did not "
+         "list them)")
+    ]  # fmt: skip
+    assert len({c.key for c in plan.all_cells()}) == plan.total
+
+
+def test_two_variants_with_one_label_are_refused():
+    from farm.config import apply_overrides
+    from farm.errors import ConfigError
+
+    with pytest.raises(ValueError, match="listed twice .give each variant its own label"):
+        Config(delegates=[{"kind": "gpu", "label": "g"}, {"kind": "gpu", "label": "g"}])
+    config = Config(delegates=["cpu", {"kind": "gpu", "label": "a"}, {"kind": "gpu", "label": "b"}])
+    # --delegate gpu picks every gpu variant of the file
+    picked = apply_overrides(config, {"delegate": "gpu"})
+    assert [d.label for d in picked.delegates] == ["a", "b"]
+    with pytest.raises(ConfigError, match="--delegate"):
+        apply_overrides(config, {"delegate": "gpux"})

@@ -400,6 +400,11 @@ class _Assembler:
             d.coverage = "none"
         self._error(ev.Error(event.msg, False, event.fails_run, False))
 
+    def _not_created(self, event: ev.NotCreated) -> None:
+        run = self._begin(phases.INIT)
+        run.result.delegation.get(event.provider).not_created = True
+        _add_message(run.result.warnings, event.msg)
+
     def _gave_up(self, event: ev.GaveUp) -> None:
         run = self.run
         run.evidence.gave_up = run.ended = True
@@ -456,6 +461,7 @@ _HANDLERS: dict[type, tuple[Callable[[_Assembler, Any], None], bool]] = {
     ev.FailedToApply: (_Assembler._failed_to_apply, True),
     ev.Error: (_Assembler._error, False),
     ev.GaveUp: (_Assembler._gave_up, True),
+    ev.NotCreated: (_Assembler._not_created, True),
     ev.Notice: (_Assembler._warning, True),
     ev.PrefixedWarning: (_Assembler._warning, False),
     ev.ProfileSection: (_Assembler._profile_section, True),

@@ -192,6 +192,15 @@ class Notice(NamedTuple):
     msg: str
 
 
+class NotCreated(NamedTuple):
+    """A requested delegate was never created: its library did not load, or the platform
+    lacks it (``Unable to load external delegate from : …``, ``Could not create Hexagon
+    delegate: …``, ``GPU acceleration is unsupported on this platform.``)."""
+
+    provider: str
+    msg: str
+
+
 class PrefixedWarning(NamedTuple):
     """A WARN/WARNING-prefixed line, kept as a warning."""
 
@@ -283,6 +292,7 @@ Event = (
     | FailedToApply
     | Error
     | GaveUp
+    | NotCreated
     | Notice
     | PrefixedWarning
     | ProfileSection
@@ -329,7 +339,11 @@ _DISPATCH = re.compile(
                 |Inference[ ]\((?:avg|min|max|std)\)|Init[ ]footprint|Overall[ ]footprint
                 |Peak[ ]memory)\s*:)
     | (?P<gpuops>(?:First[ ]\d+|\d+|No)[ ]operations[ ]will[ ]run[ ]on[ ]the[ ]GPU)
-    | (?P<unsupported>\S+[ ]acceleration[ ]is[ ]unsupported)
+    | (?P<notcreated>\S+[ ]acceleration[ ]is[ ]unsupported
+                    |Unable[ ]to[ ]load[ ]external[ ]delegate
+                    |Could[ ]not[ ]create[ ]Hexagon[ ]delegate
+                    |Hexagon[ ]Delegate[ ]is[ ]not[ ]supported
+                    |nnapi[ ]error:[ ]unable[ ]to[ ]open[ ]library)
     | (?P<flagwarn>Unconsumed[ ]cmdline[ ]flags|Duplicate[ ]flags)
     )""",
     re.X,
@@ -611,6 +625,19 @@ def _gpu_ops(msg: str) -> Event:
     return GpuOps(int(m.group(1)), int(m.group(1)) + int(m.group(2)))
 
 
+def _not_created(msg: str) -> NotCreated:
+    lower = msg.lower()
+    if "external" in lower:
+        name = "EXTERNAL"
+    elif "hexagon" in lower:
+        name = "Hexagon"
+    elif "nnapi" in lower:
+        name = "NNAPI"
+    else:  # "<X> acceleration is unsupported on this platform."
+        name = provider(msg.split(" ", 1)[0])
+    return NotCreated(name, msg.rstrip())
+
+
 _READERS: dict[str, Callable[[str], Event]] = {
     "stats": _stats,
     "summary": _summary,
@@ -636,7 +663,7 @@ _READERS: dict[str, Callable[[str], Event]] = {
     "subgraph": lambda msg: Subgraph(msg.startswith("Primary")),
     "litert": _litert,
     "gpuops": _gpu_ops,
-    "unsupported": Notice,
+    "notcreated": _not_created,
     "flagwarn": Notice,
 }
 assert set(_READERS) == set(_DISPATCH.groupindex)

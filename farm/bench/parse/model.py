@@ -99,7 +99,14 @@ class DelegateInfo:
     nodes_delegated: int | None = None
     nodes_total: int | None = None
     partitions: int | None = None
-    failed: bool = False
+    failed: bool = False  # "Failed to apply X delegate."
+    not_created: bool = False  # its library did not load, or the platform lacks it
+
+
+def _names(message: str, provider: str) -> bool:
+    """Whether a not-created message is about `provider`."""
+    lower = message.lower()
+    return (provider.lower() in lower) or (provider == "EXTERNAL" and "external" in lower)
 
 
 def _sum(values: list[int | None]) -> int | None:
@@ -135,7 +142,7 @@ class Delegation:
         """The ``delegation`` object of the JSON output."""
         totals = [d.nodes_total for d in self.delegates if d.nodes_total is not None]
         return {
-            "delegates": [d.name for d in self.delegates],
+            "delegates": [d.name for d in self.delegates if not d.not_created],
             "nodes_delegated": _sum([d.nodes_delegated for d in self.delegates]),
             "nodes_total": max(totals) if totals else None,
             "partitions": _sum([d.partitions for d in self.delegates]),
@@ -245,6 +252,22 @@ class BenchmarkResult:
             if value.strip() and name not in asked:
                 asked.append(name)
         return asked
+
+    def verdict(self, provider: str) -> tuple[str | None, str | None]:
+        """Whether the delegate `provider` (GPU, NNAPI, Hexagon, XNNPACK, EXTERNAL) really ran:
+        (full | partial | none | not_applied | None when the log does not say, and why in one
+        line for the last two)."""
+        d = next((d for d in self.delegation.delegates if d.name == provider), None)
+        if d is None:
+            return None, None
+        if d.not_created:
+            said = next((w for w in self.warnings if _names(w, provider)), None)
+            return "not_applied", said or f"the {provider} delegate was not created"
+        if d.failed:
+            return "not_applied", f"Failed to apply {provider} delegate."
+        if d.coverage == "none":
+            return "none", f"the {provider} delegate took no node"
+        return d.coverage, None
 
     @property
     def accelerator(self) -> str | None:
