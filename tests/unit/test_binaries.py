@@ -194,3 +194,20 @@ def test_real_host_binary_is_a_linux_build() -> None:
     assert info.interpreter and info.interpreter.startswith("/lib")
     with pytest.raises(BinaryError):
         check_binary(host, "arm64-v8a")
+
+
+def test_native_abis_leave_out_what_a_translator_runs() -> None:
+    from farm.bench.binaries import native_abis
+
+    assert native_abis(["x86_64", "x86", "arm64-v8a", "armeabi-v7a"]) == ["x86_64", "x86"]
+    assert native_abis(["arm64-v8a", "armeabi-v7a", "armeabi"]) == [
+        "arm64-v8a", "armeabi-v7a", "armeabi"]  # fmt: skip
+    assert native_abis([]) == []
+
+
+def test_translation_is_a_config_choice_under_binaries() -> None:
+    from farm.config import Config
+
+    config = Config.model_validate({"binaries": {"arm64-v8a": "/b", "allow_translation": True}})
+    assert config.allow_translation and config.binaries == {"arm64-v8a": "/b"}
+    assert not Config().allow_translation

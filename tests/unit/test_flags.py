@@ -120,3 +120,45 @@ def test_refuses_unusable_arguments():
         benchmark_args(spec("cpu"), threads=0, graph="m", config=Config())
     with pytest.raises(ValueError):
         benchmark_args(spec("cpu"), threads=1, graph="a\nb", config=Config())
+
+
+def test_tool_flags_op_profiling_and_full_delegation():
+    config = Config(benchmark_flags={"use_caching": True, "max_delegated_partitions": 4},
+                    op_profiling=True)  # fmt: skip
+    gpu = spec({"kind": "gpu", "require_full_delegation": True,
+                "benchmark_flags": {"max_delegated_partitions": 1}})  # fmt: skip
+    args = benchmark_args(gpu, threads=1, graph="m.tflite", config=config)
+    assert "--require_full_delegation=true" in args
+    # the config's, then op profiling; the variant's own value wins where both set one
+    assert args[-3:] == [
+        "--use_caching=true", "--max_delegated_partitions=1", "--enable_op_profiling=true"
+    ]  # fmt: skip
+    assert len(set(names(args))) == len(args)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"num_threads": 4}, "set by farm; use threads:"),
+        ({"use_gpu": True}, "set by farm; use delegates:"),
+        ({"Bad-Name": 1}, "not a benchmark_model flag name"),
+        ({"input_layer": "a\nb"}, "newline"),
+    ],
+)
+def test_tool_flags_farm_owns_or_cannot_pass_are_refused(flags: dict, message: str):
+    with pytest.raises(ValueError, match=message):
+        Config(benchmark_flags=flags)
+
+
+def test_flag_on_the_command_line():
+    from farm.config import apply_overrides
+    from farm.errors import ConfigError
+
+    flags = ["enable_op_profiling=true", "input_layer_shape=1,2"]
+    config = apply_overrides(Config(benchmark_flags={"use_caching": "true"}), {"flag": flags})
+    assert config.benchmark_flags == {"use_caching": "true", "enable_op_profiling": "true",
+                                      "input_layer_shape": "1,2"}  # fmt: skip
+    with pytest.raises(ConfigError, match="--flag 'oops': expected NAME=VALUE"):
+        apply_overrides(Config(), {"flag": ["oops"]})
+    with pytest.raises(ConfigError, match="--flag: tool flag 'graph' is set by farm"):
+        apply_overrides(Config(), {"flag": ["graph=x.tflite"]})

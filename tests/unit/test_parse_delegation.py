@@ -235,3 +235,46 @@ def test_classify_exit_is_in_place_and_pure() -> None:
     assert classify_exit(r, 200).failure_kind == "invoke_failed"  # not a signal number
     r = classify_exit(BenchmarkResult(), 128 + 63)
     assert r.signal is not None and r.failure_kind == "crashed"
+
+
+_TIMED = (
+    "INFO: count=3 first=10 curr=10 min=10 max=10 avg=10 std=0 p5=10 median=10 p95=10",
+    "INFO: Inference timings in us: Init: 5, First inference: 10, Warmup (avg): 10, "
+    "Inference (avg): 10",
+)
+
+
+@pytest.mark.parametrize(
+    "lines, provider, verdict, said",
+    [
+        (["INFO: Unable to load external delegate from : /data/local/tmp/libQnn.so"],
+         "EXTERNAL", "not_applied", "Unable to load external delegate from"),
+        (["ERROR: Failed to load libhexagon_interface.so, Error: dlopen failed",
+          "INFO: Hexagon Delegate is not supported.",
+          "WARN: Could not create Hexagon delegate: platform may not support delegate or "
+          "required libraries are missing"], "Hexagon", "not_applied", "Hexagon Delegate"),
+        (["WARN: GPU acceleration is unsupported on this platform."], "GPU", "not_applied",
+         "GPU acceleration is unsupported"),
+        (["nnapi error: unable to open library libneuralnetworks.so"], "NNAPI", "not_applied",
+         "nnapi error"),
+        (["INFO: NNAPI delegate created.",
+          "INFO: Though NNAPI delegate is explicitly applied, the model graph will not be "
+          "executed by the delegate."], "NNAPI", "none", "took no node"),
+        (["INFO: GPU delegate created.",
+          "VERBOSE: Replacing 6 out of 7 node(s) with delegate (TfLiteGpuDelegateV2) node, "
+          "yielding 2 partitions for subgraph 0.",
+          "INFO: Explicitly applied GPU delegate, and the model graph will be partially "
+          "executed by the delegate w/ 2 delegate kernels."], "GPU", "partial", None),
+        (["INFO: GPU delegate created."], "EXTERNAL", None, None),  # the log does not say
+    ],
+)  # fmt: skip
+def test_verdict_of_a_requested_delegate(
+    lines: list[str], provider: str, verdict: str | None, said: str | None
+) -> None:
+    (result,) = parse_lines(["INFO: STARTING!", *lines, *_TIMED])
+    assert result.status == "ok"
+    got, why = result.verdict(provider)
+    assert got == verdict
+    assert (why is None) if said is None else (said in (why or ""))
+    if verdict == "not_applied":  # a delegate that was never created is not one that ran
+        assert provider not in result.delegation.to_dict()["delegates"]

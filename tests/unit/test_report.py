@@ -416,3 +416,44 @@ def test_report_files_follow_the_umask(tmp_path: Path):
         os.umask(old)
     for path in paths.values():
         assert path.stat().st_mode & 0o777 == 0o644, path.name
+
+
+def test_a_fallback_is_marked_never_best_and_never_a_speedup():
+    from farm.results.model import BinaryInfo, OpTypeStat, Verdict
+
+    fast_fallback = replace(
+        line(PIXEL, "external:x", 1, avg_us=2000, std_us=10, delegation=None),
+        verdict=Verdict.NOT_APPLIED,
+        reason="external:x: library did not load — ran on CPU",
+        binary=BinaryInfo(abi="arm64-v8a", source="cache", sha256="b" * 64),
+    )
+    profiled = replace(
+        line(PIXEL, "gpu", 1, avg_us=5000, std_us=50, delegation=GPU_PARTIAL),
+        verdict=Verdict.PARTIAL,
+        metrics=Metrics(inference_avg_us=5000, inference_std_us=50, inference_count=50,
+                        inference_median_us=4900, inference_p5_us=4700, inference_p95_us=5600,
+                        memory_peak_mb=41.5,
+                        op_profile=(OpTypeStat("CONV_2D", 3, 1.2, 12.5),
+                                    OpTypeStat("TfLiteGpuDelegateV2", 1, 4.1, 80.25))),
+    )  # fmt: skip
+    cells = [line(PIXEL, "cpu", 1, avg_us=20000, std_us=400), fast_fallback, profiled]
+    df = cells_frame(cells)
+    fb = df[df["delegate"] == "external:x"].iloc[0]
+    assert fb["marks"] == "fallback" and fb["verdict"] == "not_applied"
+    assert fb["coverage"] == "external:x: not applied (ran on CPU)"
+    assert fb["binary_abi"] == "arm64-v8a" and fb["binary_source"] == "cache"
+    gpu = df[df["delegate"] == "gpu"].iloc[0]
+    assert gpu["top_ops"] == "TfLiteGpuDelegateV2 80.2%, CONV_2D 12.5%"
+    assert (gpu["median_ms"], gpu["p5_ms"], gpu["p95_ms"], gpu["peak_memory_mb"]) == (
+        4.9, 4.7, 5.6, 41.5)  # fmt: skip
+    summary = summary_frame(df)
+    row = summary[summary["delegate"] == "external:x"].iloc[0]
+    assert math.isnan(row["speedup"]) and row["flags"].startswith("fallback")
+    assert row["reason"] == "external:x: library did not load — ran on CPU"
+    best = best_per_device(summary)
+    assert list(best["delegate"]) == ["gpu"]  # 2 ms fallback is faster, yet never best
+    problems = problems_frame(df)
+    assert problems[["delegate", "status"]].values.tolist() == [["external:x", "fallback"]]
+    md = render_markdown(cells)
+    assert "## Top ops" in md and "TfLiteGpuDelegateV2 80.2%" in md
+    assert "| external:x | 1 | 2.00 ± 0.01 |" in md and "ok (fallback" in md
