@@ -158,6 +158,8 @@ def cell_result(
     An ok cell whose delegate did not run (a fallback) gets the reason in `reason`.
     """
     data = parsed.to_dict() if parsed is not None else None
+    if parsed is not None and status is Status.OK and not reason:
+        reason = ignored_flags_reason(parsed.warnings, tool_flags or {})
     verdict = None
     if parsed is not None and cell.spec.kind in PROVIDERS:
         said, why = parsed.verdict(PROVIDERS[cell.spec.kind])
@@ -191,6 +193,17 @@ def cell_result(
         tool_flags=dict(tool_flags or {}),
         binary=binary,
     )
+
+
+def ignored_flags_reason(warnings: list[str], flags: dict[str, str]) -> str | None:
+    """The tool flags the binary said it did not know ("Unconsumed cmdline flags: ...")."""
+    unknown = " ".join(w for w in warnings if w.startswith("Unconsumed cmdline flags"))
+    ignored = [
+        f"--{name}" for name in flags if f"--{name}=" in unknown or unknown.endswith(f"--{name}")
+    ]
+    if not ignored:
+        return None
+    return f"this benchmark_model does not know {', '.join(ignored)}: ignored"
 
 
 def fallback_reason(label: str, kind: str, verdict: Verdict, why: str | None) -> str:

@@ -129,3 +129,14 @@ def test_wrong_benchmark_build_is_refused_before_any_device_is_touched(tmp_path:
         run(config=load_config(config), progress=False)
     assert info.value.exit_code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_tool_flag_the_binary_did_not_know_is_named() -> None:
+    from farm.bench.cell import ignored_flags_reason
+
+    warnings = ["Unconsumed cmdline flags: --use_cachin=true --allow_fp16"]
+    flags = {"use_cachin": "true", "enable_op_profiling": "true", "allow_fp16": "true"}
+    assert ignored_flags_reason(warnings, flags) == (
+        "this benchmark_model does not know --use_cachin, --allow_fp16: ignored"
+    )
+    assert ignored_flags_reason(["Duplicate flags: num_threads"], flags) is None

@@ -102,3 +102,47 @@ def test_fallbacks_are_marked_with_a_reason_and_never_best(
     summary_rows = [line for line in md.splitlines() if "| external:qnn |" in line]
     assert summary_rows and all("fallback" in line for line in summary_rows)
     assert all("×" not in line.split("|")[7] for line in summary_rows)  # no "vs CPU"
+
+
+def test_variants_of_one_kind_and_op_profiles_from_a_command_line_flag(
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    start_lab(["pixel_7"], time_scale=0)
+    config = run_config(
+        models=[str(FLOAT)],
+        delegates=[
+            "cpu",
+            {"kind": "cpu", "xnnpack": False},
+            {"kind": "gpu", "label": "gpu-fp16", "precision_loss_allowed": True},
+            {"kind": "gpu", "label": "gpu-fp32", "precision_loss_allowed": False},
+        ],
+        threads=[1, 2],
+    )
+    done = farm_cli("run", "--config", config, "--no-progress",
+                    "--flag", "enable_op_profiling=true")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    cells = load_run(run_dir).cells
+    assert sorted((c.delegate, c.threads) for c in cells) == [
+        ("cpu", 1), ("cpu", 2), ("cpu-no-xnnpack", 1), ("cpu-no-xnnpack", 2),
+        ("gpu-fp16", 1), ("gpu-fp32", 1),
+    ]  # fmt: skip
+    for cell in cells:
+        assert cell.status is Status.OK, cell.reason
+        assert cell.tool_flags == {"enable_op_profiling": "true"}
+        assert cell.command and "--enable_op_profiling=true" in cell.command
+        assert cell.binary and cell.binary.source == "device" and cell.binary.abi == "arm64-v8a"
+        assert cell.metrics and cell.metrics.op_profile, cell.delegate
+    by = {c.delegate: c for c in cells}
+    assert "--gpu_precision_loss_allowed=true" in (by["gpu-fp16"].command or "")
+    assert "--gpu_precision_loss_allowed=false" in (by["gpu-fp32"].command or "")
+    assert "--use_xnnpack=false" in (by["cpu-no-xnnpack"].command or "")
+    assert by["gpu-fp16"].verdict is Verdict.FULL
+    report = json.loads((run_dir / "results.json").read_text())
+    assert all(c["metrics"]["op_profile"] for c in report["cells"])
+    md = (run_dir / "report.md").read_text()
+    top = md.split("## Top ops", 1)[1]
+    assert "gpu-fp16" in top and "TfLiteGpuDelegateV2" in top
