@@ -94,7 +94,9 @@ def test_discovery_reads_each_phone(
     table = farm_cli("devices", "--server", f"127.0.0.1:{adb_server.port}")
     assert table.returncode == 0
     header, *rows = table.stdout.strip().splitlines()
-    assert header.split() == "SERIAL STATE SERVER MODEL SOC SDK ABIS PROFILE EMU".split()
+    assert header.split() == (
+        "SERIAL STATE SERVER MODEL SOC SDK ABIS PROFILE EMU GPU RAM CPU NNAPI".split()
+    )
     assert len(rows) == len(names)
     pixel = next(r for r in rows if "pixel_7" in r)
     assert "Pixel 7" in pixel and "arm64-v8a" in pixel and "34 (14)" in pixel
