@@ -31,6 +31,7 @@ log = logging.getLogger("farm.inventory")
 
 INVENTORY_TIMEOUT_S = 20.0  # the one batched shell call (dumpsys SurfaceFlinger can be slow)
 PROBE_TIMEOUT_S = 30.0  # the NNAPI probe run, start to end
+PROBE_CACHE_ENTRIES = 256  # probe answers kept on the host
 
 SECURITY_PATCH_PROP = "ro.build.version.security_patch"
 GLES_PROP = "ro.opengles.version"  # (major << 16) | minor
@@ -365,23 +366,24 @@ def facts_from_output(
     facts: dict[str, Any] = {}
     unknown: dict[str, str] = {}
 
-    def missing(name: str) -> bool:
-        if name in sections:
+    def missing(section: str, *facts_of_it: str) -> bool:
+        if section in sections:
             return False
-        unknown[name] = "the inventory script did not get that far (cut off)"
+        for name in facts_of_it:
+            unknown[name] = "the inventory script did not get that far (cut off)"
         return True
 
-    if not missing("meminfo"):
+    if not missing("meminfo", "ram_kb"):
         facts["ram_kb"] = parse_meminfo("\n".join(sections["meminfo"]))
         if facts["ram_kb"] is None:
             said = " ".join(sections["meminfo"])[:200]
             unknown["ram_kb"] = f"/proc/meminfo has no MemTotal line ({said or 'no output'})"
-    if not missing("cpufreq"):
+    if not missing("cpufreq", "cpu_clusters"):
         clusters = parse_cpufreq(sections["cpufreq"])
         facts["cpu_clusters"] = clusters or None
         if not clusters:
             unknown["cpu_clusters"] = f"no readable cpufreq policy under {_CPU}/cpufreq"
-    if not missing("thermal"):
+    if not missing("thermal", "thermal_zones"):
         zones = parse_thermal(sections["thermal"])
         facts["thermal_zones"] = zones or None
         if not zones:
@@ -390,7 +392,7 @@ def facts_from_output(
                 "shell user)"
             )
     gles_prop = gles_from_prop(props.get(GLES_PROP, ""))
-    if not missing("gles"):
+    if not missing("gles", "gpu"):
         gpu = next((g for line in sections["gles"] if (g := parse_gles_line(line))), None)
         facts["gpu"] = gpu
         if gpu is None:
@@ -492,8 +494,16 @@ def store_probe(cache_dir: Path, key: str, probe: NnapiProbe, **about: str) -> N
         tmp = cache_dir / f".{key}.tmp-{os.getpid()}"
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, cache_dir / f"{key}.json")
+        _prune(cache_dir)
     except OSError as exc:
         log.debug("cannot write the NNAPI probe cache %s: %s", cache_dir, exc)
+
+
+def _prune(cache_dir: Path, keep: int = PROBE_CACHE_ENTRIES) -> None:
+    """Drop the oldest answers beyond `keep` (serials of network devices change often)."""
+    entries = sorted(cache_dir.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def with_probe(inventory: Inventory, probe: NnapiProbe) -> Inventory:

@@ -96,8 +96,11 @@ def _print_table(devices: list[DeviceInfo], inventories: dict[str, Inventory]) -
         return
     table = Table(box=None, pad_edge=False, header_style="bold")
     columns = ("SERIAL", "STATE", "SERVER", "MODEL", "SOC", "SDK", "ABIS", "PROFILE", "EMU")
-    for column in (*columns, "GPU", "RAM", "CPU", "NNAPI"):
+    for column in columns:
         table.add_column(column, overflow="fold")
+    # One short line each; `--json` has the whole inventory.
+    for column, width in (("GPU", 15), ("RAM", 5), ("CPU", 14), ("NNAPI", 18)):
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=width)
     for d in devices:
         inventory = inventories.get(d.serial)
         # Device-sourced text goes in as Text (no markup), controls made visible (no escapes).
@@ -126,19 +129,13 @@ def inventory_cells(inventory: Inventory | None) -> tuple[str, str, str, str]:
     if inventory is None:
         return "", "", "", ""
     gpu = inventory.gpu.renderer if inventory.gpu else "?"
-    if inventory.gpu and inventory.gles_version:
-        gpu += f" (ES {inventory.gles_version})"
-    ram = "?" if inventory.ram_kb is None else f"{inventory.ram_kb / 1024 / 1024:.1f} GiB"
+    ram = "?" if inventory.ram_kb is None else f"{inventory.ram_kb / 1024 / 1024:.1f}G"
     clusters = inventory.cpu_clusters
-    cpu = (
-        "?"
-        if clusters is None
-        else " ".join(
-            f"{len(c.cpus)}x{c.max_freq_khz / 1e6:.2f}" if c.max_freq_khz else f"{len(c.cpus)}x?"
-            for c in clusters
-        )
-        + " GHz"
-    )
+    cpu = "?"
+    if clusters is not None:  # cores per cluster, and the fastest cluster's top frequency
+        top = max((c.max_freq_khz or 0 for c in clusters), default=0)
+        cpu = "+".join(str(len(c.cpus)) for c in clusters)
+        cpu += f" {top / 1e6:.1f}GHz" if top else ""
     names = inventory.nnapi_accelerators
     nnapi = "?" if names is None else ",".join(names) or "none"
     return gpu, ram, cpu, nnapi
