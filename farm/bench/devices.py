@@ -46,11 +46,15 @@ def read_inventory(
     binaries: Mapping[str, str] | None = None,
     probe: bool = True,
     cache_dir: Path | None = None,
+    no_probe_reason: str = "not probed (--no-probe)",
 ) -> Inventory:
-    """One online device's inventory; facts it cannot read are None with their reason."""
+    """One online device's inventory; facts it cannot read are None with their reason.
+
+    Without `probe`, NNAPI accelerators are None for `no_probe_reason`.
+    """
     inventory = read_facts(device, info)
     if not probe:
-        return without_probe(inventory, "not probed (--no-probe)")
+        return without_probe(inventory, no_probe_reason)
     try:
         choice = binary_for(device, binaries=dict(binaries or {}))
     except DeviceError as exc:
@@ -82,6 +86,7 @@ def read_inventories(
     binaries: Mapping[str, str] | None = None,
     probe: bool = True,
     cache_dir: Path | None = None,
+    no_probe_reason: str = "not probed (--no-probe)",
 ) -> dict[str, Inventory]:
     """The inventory of each online device of `devices`, by serial (read in parallel)."""
     online = [d for d in devices if d.online and d.props]
@@ -90,7 +95,12 @@ def read_inventories(
 
     def one(info: DeviceInfo) -> Inventory:
         return read_inventory(
-            found.device(info), info, binaries=binaries, probe=probe, cache_dir=cache_dir
+            found.device(info),
+            info,
+            binaries=binaries,
+            probe=probe,
+            cache_dir=cache_dir,
+            no_probe_reason=no_probe_reason,
         )
 
     with ThreadPoolExecutor(max_workers=min(WORKERS, len(online))) as pool:

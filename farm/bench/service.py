@@ -172,11 +172,18 @@ def run(
             f"{', '.join(config.adb_servers)} (devices seen: {seen})"
         )
 
-    # What each device says it is and has, read before planning (a resumed run keeps its own).
+    # What each device says it is and has, read before planning (a resumed run keeps its own);
+    # benchmark_model is asked for NNAPI accelerators only when the run has an NNAPI delegate.
     inventories = (
         dict(previous.header.inventories)
         if previous is not None
-        else read_inventories(found, devices, binaries=dict(config.binaries))
+        else read_inventories(
+            found,
+            devices,
+            binaries=dict(config.binaries),
+            probe=any(spec.kind == "nnapi" for spec in config.delegates),
+            no_probe_reason="not probed: the run has no NNAPI delegate",
+        )
     )
     plan = make_plan(matched, models, config)
     by_serial = {d.serial: d for d in matched}
