@@ -141,6 +141,14 @@ class Delegates(_Strict):
     hexagon: Accelerator | None = None
 
 
+class Gles(_Strict):
+    """The `GLES: vendor, renderer, version` line `dumpsys SurfaceFlinger` prints."""
+
+    vendor: str
+    renderer: str = ""  # empty: the GPU delegate's `renderer`
+    version: str  # GL_VERSION, e.g. "OpenGL ES 3.2 v1.r38p1"
+
+
 class SimSettings(_Strict):
     """How the virtual lab simulates a phone of this family (read by farm/sim only)."""
 
@@ -153,6 +161,10 @@ class SimSettings(_Strict):
     battery: Battery = Field(default_factory=Battery)
     storage_free_mb: int = 8192
     delegates: Delegates = Field(default_factory=Delegates)
+    # MemTotal of /proc/meminfo; the RenderEngine's GLES line (null: it prints none, as a
+    # Vulkan RenderEngine does).
+    mem_total_kb: int = 7_864_320
+    gles: Gles | None = None
 
 
 # Keys a profile kept at the top level before the lab's settings moved under `sim:`.

@@ -160,11 +160,15 @@ def check_binaries(binaries: dict[str, str]) -> None:
 # ---------------------------------------------------------------------------- cache
 
 
+def farm_cache_dir() -> Path:
+    """farm's host cache folder: $FARM_CACHE, else ~/.cache/farm."""
+    base = os.environ.get("FARM_CACHE")
+    return Path(base).expanduser() if base else Path.home() / ".cache" / "farm"
+
+
 def cache_root() -> Path:
     """The binaries cache folder: $FARM_CACHE/binaries, else ~/.cache/farm/binaries."""
-    base = os.environ.get("FARM_CACHE")
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "farm"
-    return root / "binaries"
+    return farm_cache_dir() / "binaries"
 
 
 @dataclass(frozen=True)

@@ -196,7 +196,15 @@ def device_variants(
     labels = {s.label for s in config.delegates}
     for spec in config.delegates:
         if not spec.all_accelerators:
-            out.append((spec, unsupported_reason(device, spec)))
+            reason = unsupported_reason(device, spec)
+            if reason is None and spec.accelerator_name and accelerators is not None:
+                if spec.accelerator_name not in accelerators:
+                    listed = ", ".join(accelerators) or "none"
+                    reason = (
+                        f"NNAPI accelerator {spec.accelerator_name!r} is not on this device "
+                        f"(benchmark_model lists: {listed})"
+                    )
+            out.append((spec, reason))
             continue
         if not accelerators:
             why = (

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from farm.android.discovery import Discovery, discover
 from farm.android.info import DeviceInfo
 from farm.bench.binaries import check_binaries
+from farm.bench.devices import read_inventories
 from farm.bench.plan import ModelRef, Plan, make_plan
 from farm.bench.runner import DeviceJob, Runner, RunnerOptions, set_aside
 from farm.config import Config, load_config
@@ -171,7 +172,25 @@ def run(
             f"{', '.join(config.adb_servers)} (devices seen: {seen})"
         )
 
-    plan = make_plan(matched, models, config)
+    # What each device says it is and has, read before planning (a resumed run keeps its own);
+    # benchmark_model is asked for NNAPI accelerators only when the run has an NNAPI delegate.
+    inventories = (
+        dict(previous.header.inventories)
+        if previous is not None
+        else read_inventories(
+            found,
+            devices,
+            binaries=dict(config.binaries),
+            probe=any(spec.kind == "nnapi" for spec in config.delegates),
+            no_probe_reason="not probed: the run has no NNAPI delegate",
+        )
+    )
+    plan = make_plan(
+        matched,
+        models,
+        config,
+        accelerators={s: inv.nnapi_accelerators for s, inv in inventories.items()},
+    )
     by_serial = {d.serial: d for d in matched}
 
     done_keys: set[str] = set()
@@ -187,7 +206,12 @@ def run(
                 say(f"{serial} of this run is not online; its cells keep their last status")
     else:
         run_id, run_dir = new_run_dir(config.output)
-        header = RunHeader(run_id=run_id, plan=plan.record(), config=config.model_dump(mode="json"))
+        header = RunHeader(
+            run_id=run_id,
+            plan=plan.record(),
+            config=config.model_dump(mode="json"),
+            inventories=inventories,
+        )
         journal = Journal.create(run_dir, header)
         for d in matched:
             if not d.online:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.android.info import DeviceInfo
+from farm.android.inventory import Inventory
 
 SCHEMA_VERSION = 3
 
@@ -744,6 +745,8 @@ class RunHeader:
     tool_versions: Mapping[str, str | None] = field(default_factory=tool_versions)
     started_at: str = field(default_factory=now_iso)
     schema_version: int = SCHEMA_VERSION  # the version the line was written with
+    # Each online device's own inventory when the run began, by serial (absent before).
+    inventories: Mapping[str, Inventory] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The header line (always written with the current schema)."""
@@ -756,6 +759,7 @@ class RunHeader:
             "host": dict(self.host),
             "tool_versions": dict(self.tool_versions),
             "started_at": self.started_at,
+            "inventories": {k: v.to_json() for k, v in self.inventories.items()},
         }
 
     @classmethod
@@ -785,7 +789,20 @@ class RunHeader:
             ),
             started_at=_str(d, "started_at"),
             schema_version=version,
+            inventories=_inventories(d.get("inventories")),
         )
+
+
+def _inventories(data: Any) -> dict[str, Inventory]:
+    """The header's inventories by serial ({} when a header has none)."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise SchemaError(f"header inventories is not an object ({type(data).__name__})")
+    try:
+        return {str(serial): Inventory.from_json(value) for serial, value in data.items()}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SchemaError(f"header inventories: {exc}") from None
 
 
 def count_statuses(cells: Iterable[CellResult]) -> dict[Status, int]:

@@ -1,11 +1,12 @@
 """The Android-looking files of a virtual phone, generated from its device profile.
 
-Identity (getprop values) comes from the profile's `props`; the CPU, thermal zones, battery and
-free storage from its `sim:` settings.
+Identity (getprop values) comes from the profile's `props`; the CPU, memory, GLES renderer,
+thermal zones, battery and free storage from its `sim:` settings.
 
-Pure functions: getprop values and their `[key]: [value]` listing, /proc/cpuinfo, the cpufreq and
-thermal sysfs trees, the battery as `dumpsys battery` and power_supply show it, and the small
-shell scripts of the phone's /system/bin (getprop, setprop, dumpsys, df, nohup, benchmark_model).
+Pure functions: getprop values and their `[key]: [value]` listing, /proc/cpuinfo and
+/proc/meminfo, the cpufreq and thermal sysfs trees, the battery as `dumpsys battery` and
+power_supply show it, the GLES line of `dumpsys SurfaceFlinger`, and the small shell scripts of
+the phone's /system/bin (getprop, setprop, dumpsys, df, nohup, benchmark_model).
 `farm.sim.phone_os` writes them into a phone's folder and keeps the changing ones up to date.
 """
 
@@ -152,6 +153,32 @@ def cpuinfo(profile: Profile) -> str:
     return text
 
 
+def meminfo(profile: Profile) -> str:
+    """/proc/meminfo's first lines, MemTotal from the profile (free memory a fixed share)."""
+    total = profile.sim.mem_total_kb
+    return "".join(
+        f"{key + ':':<16}{value:>8} kB\n"
+        for key, value in (
+            ("MemTotal", total),
+            ("MemFree", total * 2 // 10),
+            ("MemAvailable", total * 5 // 10),
+            ("Buffers", total // 500),
+            ("Cached", total * 3 // 10),
+            ("SwapCached", 0),
+        )
+    )
+
+
+def gles_line(profile: Profile) -> str | None:
+    """The `GLES: vendor, renderer, version` line of `dumpsys SurfaceFlinger`, or None."""
+    gles = profile.sim.gles
+    if gles is None:
+        return None
+    gpu = profile.sim.delegates.gpu
+    renderer = gles.renderer or (gpu.renderer if gpu else "")
+    return f"GLES: {gles.vendor}, {renderer}, {gles.version}"
+
+
 def _cpu_range(cpus: list[int]) -> str:
     """Kernel list syntax: [0, 1, 2, 4] -> "0-2,4"."""
     parts: list[str] = []
@@ -295,6 +322,7 @@ def shell_scripts(
         storage_free_mb = profile.sim.storage_free_mb
     free_bytes = storage_free_mb * 1024 * 1024
     data_dirs = f"{q(layout.data_tmp)} {q(layout.sdcard)}"
+    gles = gles_line(profile)
     scripts = {
         "getprop": f"""#!/bin/sh
 # getprop [NAME [DEFAULT]]: system properties (build.prop, then values set with setprop)
@@ -326,7 +354,7 @@ esac
 printf '%s=%s\\n' "$1" "$2" >> {q(layout.state + "/props")}
 """,
         "dumpsys": f"""#!/bin/sh
-# dumpsys SERVICE: only the battery service is known
+# dumpsys SERVICE: only the battery and SurfaceFlinger services are known
 case "$1" in
   battery)
     echo "Current Battery Service state:"
@@ -345,8 +373,12 @@ case "$1" in
     echo "  temperature: $(cat {q(power + "/temp")})"
     echo "  technology: Li-ion"
     ;;
-  -l) echo "Currently running services:"; echo "  battery" ;;
-  "") echo "Currently running services:"; echo "  battery" ;;
+  SurfaceFlinger)
+    echo " ------------RE GLES------------"
+    {"echo " + q(gles) if gles else ":"}
+    ;;
+  -l) echo "Currently running services:"; echo "  SurfaceFlinger"; echo "  battery" ;;
+  "") echo "Currently running services:"; echo "  SurfaceFlinger"; echo "  battery" ;;
   *) echo "Can't find service: $1" ;;
 esac
 """,

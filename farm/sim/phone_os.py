@@ -10,7 +10,8 @@ command enters them (`nsenter`) as uid 2000 without capabilities, cwd `/`. Insid
   launcher for `python -m farm.sim.benchmark_model`); `/system/build.prop`; the host's Python,
   site-packages and the `farm` package read-only under `/system/lib` (the phone's system image);
 - `/proc` of its own pid namespace (`ps` shows only the phone's processes) with `/proc/cpuinfo`
-  generated from the profile, and a generated `/sys` (cpufreq, thermal zones, battery);
+  and `/proc/meminfo` generated from the profile, and a generated `/sys` (cpufreq, thermal
+  zones, battery);
 - `/usr`, `/bin`, `/lib*` read-only for the shell's tools. Nothing else of the host: no
   `/etc/passwd`, no `/home`, no repository, no host network.
 
@@ -82,6 +83,7 @@ _MOUNTS: tuple[tuple[str, str, bool], ...] = (
     ("/system/build.prop", "system/build.prop", False),
     ("/sys", "sys", False),
     ("/proc/cpuinfo", "proc/cpuinfo", False),
+    ("/proc/meminfo", "proc/meminfo", False),
 )
 
 
@@ -192,6 +194,7 @@ class PhoneOS:
         props = af.device_props(self.profile, self.serial)
         _atomic_write(self.root / "system" / "build.prop", af.build_prop(props))
         _atomic_write(self.root / "proc" / "cpuinfo", af.cpuinfo(self.profile))
+        _atomic_write(self.root / "proc" / "meminfo", af.meminfo(self.profile))
         sys_dir = self.root / "sys"
         files, links = af.sysfs_files(self.profile)
         for rel, text in files.items():
@@ -435,6 +438,7 @@ class PhoneOS:
             elif host.is_dir():
                 args += ["--ro-bind", str(host), f"/{name}"]
         args += ["--proc", "/proc", "--ro-bind", str(root / "proc/cpuinfo"), "/proc/cpuinfo"]
+        args += ["--ro-bind", str(root / "proc/meminfo"), "/proc/meminfo"]
         args += ["--dev", "/dev"]
         args += ["--ro-bind", str(root / "system"), "/system"]
         args += ["--ro-bind", str(prefix), "/system/lib/python"]

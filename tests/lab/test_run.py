@@ -61,6 +61,13 @@ def test_flagship_midrange_emulator_full_matrix_and_report(
     assert set(Counter(c.status for c in data.cells)) <= {"ok", "failed", "unsupported"}
     assert {c.server for c in data.cells} == {adb_server.address}
     cells = by_profile(data.cells)
+    # The header keeps what each phone reported of itself when the run began.
+    inventories = data.header.inventories
+    assert set(inventories) == {c.serial for c in data.cells}
+    pixel = inventories[cells["pixel_7"][0].serial]
+    assert pixel.gpu is not None and pixel.gpu.renderer == "Mali-G710" and pixel.has_gpu
+    assert pixel.nnapi_accelerators == ("google-edgetpu", "nnapi-reference")
+    assert inventories[cells["emulator_x86_64"][0].serial].has_gpu is False  # SwiftShader
 
     # Full delegation on the flagship's GPU, partial where the GPU lacks an op (CUMSUM).
     flagship = cells["pixel_7"]

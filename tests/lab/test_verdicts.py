@@ -112,14 +112,15 @@ def test_variants_of_one_kind_and_op_profiles_from_a_command_line_flag(
 ) -> None:
     start_lab(["pixel_7"], time_scale=0)
     config = run_config(
-        models=[str(FLOAT)],
         delegates=[
             "cpu",
             {"kind": "cpu", "xnnpack": False},
             {"kind": "gpu", "label": "gpu-fp16", "precision_loss_allowed": True},
             {"kind": "gpu", "label": "gpu-fp32", "precision_loss_allowed": False},
+            {"kind": "nnapi", "accelerator_name": "*"},
         ],
         threads=[1, 2],
+        models=[str(INT8)],
     )
     done = farm_cli("run", "--config", config, "--no-progress",
                     "--flag", "enable_op_profiling=true")  # fmt: skip
@@ -128,8 +129,13 @@ def test_variants_of_one_kind_and_op_profiles_from_a_command_line_flag(
     cells = load_run(run_dir).cells
     assert sorted((c.delegate, c.threads) for c in cells) == [
         ("cpu", 1), ("cpu", 2), ("cpu-no-xnnpack", 1), ("cpu-no-xnnpack", 2),
-        ("gpu-fp16", 1), ("gpu-fp32", 1),
+        ("gpu-fp16", 1), ("gpu-fp32", 1), ("nnapi:google-edgetpu", 1),
+        ("nnapi:nnapi-reference", 1),
     ]  # fmt: skip
+    # the accelerators are the ones the phone's benchmark_model listed, kept in the header
+    header = load_run(run_dir).header
+    assert header.inventories[cells[0].serial].nnapi_accelerators == (
+        "google-edgetpu", "nnapi-reference")  # fmt: skip
     for cell in cells:
         assert cell.status is Status.OK, cell.reason
         assert cell.tool_flags == {"enable_op_profiling": "true"}
@@ -140,6 +146,7 @@ def test_variants_of_one_kind_and_op_profiles_from_a_command_line_flag(
     assert "--gpu_precision_loss_allowed=true" in (by["gpu-fp16"].command or "")
     assert "--gpu_precision_loss_allowed=false" in (by["gpu-fp32"].command or "")
     assert "--use_xnnpack=false" in (by["cpu-no-xnnpack"].command or "")
+    assert "--nnapi_accelerator_name=google-edgetpu" in (by["nnapi:google-edgetpu"].command or "")
     assert by["gpu-fp16"].verdict is Verdict.FULL
     report = json.loads((run_dir / "results.json").read_text())
     assert all(c["metrics"]["op_profile"] for c in report["cells"])

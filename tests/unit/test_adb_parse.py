@@ -61,7 +61,7 @@ def test_adb_output_samples_are_in_the_repository_and_indexed() -> None:
     index = (folder / "index.tsv").read_text(encoding="utf-8").splitlines()[1:]
     listed = sorted(line.split("\t", 1)[0] for line in index)
     assert listed == sorted(p.name for p in folder.glob("*.txt"))
-    assert len(listed) == 3
+    assert len(listed) == 10
 
 
 def test_parse_devices_corpus_and_empty(adb_output: Callable[[str], str]) -> None:

@@ -47,9 +47,16 @@ def test_bad_profile_names_the_file(tmp_path: Path):
 
 def test_profile_holds_identity_and_the_lab_settings_sit_under_sim():
     assert set(Profile.model_fields) == {"name", "description", "emulator", "match", "props", "sim"}
-    assert {"cpu", "thermal", "battery", "storage_free_mb", "delegates", "features"} == set(
-        SimSettings.model_fields
-    )
+    assert {
+        "cpu",
+        "thermal",
+        "battery",
+        "storage_free_mb",
+        "delegates",
+        "features",
+        "mem_total_kb",
+        "gles",
+    } == set(SimSettings.model_fields)
     for name in ("pixel_7", "galaxy_s23", "galaxy_a54", "emulator_x86_64"):
         text = (PROFILE_DIR / f"{name}.yaml").read_text()
         top = {line.split(":")[0] for line in text.splitlines() if line[:1].isalpha()}
@@ -70,8 +77,9 @@ def test_an_old_style_profile_is_told_what_to_move(tmp_path: Path):
     message = str(info.value)
     assert "\n" not in message
     assert message == (
-        f"{path}: `cpu`, `thermal`, `battery`, `storage_free_mb`, `delegates` belong under "
-        "`sim:` (the virtual lab's settings; move them into a `sim:` section)"
+        f"{path}: `cpu`, `thermal`, `battery`, `storage_free_mb`, `delegates`, "
+        "`mem_total_kb`, `gles` belong under `sim:` (the virtual lab's settings; move them "
+        "into a `sim:` section)"
     )
     path.write_text(head + "\ncpu: {clusters: []}\n")
     with pytest.raises(ConfigError, match=r"pixel_7.yaml: `cpu` belongs under `sim:`"):

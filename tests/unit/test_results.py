@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from farm.android.info import DeviceInfo
+from farm.android.inventory import Inventory
 from farm.bench.cell import cell_result
 from farm.bench.plan import Cell
 from farm.config import DelegateSpec
@@ -95,6 +96,18 @@ def test_header_and_summary():
         RunSummary.from_json(s | {"counts": {"lost": 1}})
     with pytest.raises(ValueError):
         Status("lost")
+
+
+def test_header_keeps_each_device_inventory_typed():
+    inventory = Inventory(ram_kb=7869488, nnapi_accelerators=("google-edgetpu",), unknown={})
+    h = replace(header(), inventories={"R5CW20ABCDE": inventory}).to_json()
+    back = RunHeader.from_json(json.loads(json.dumps(h)))
+    assert back.inventories == {"R5CW20ABCDE": inventory}
+    assert back.inventories["R5CW20ABCDE"].ram_mb == 7685
+    older = {k: v for k, v in h.items() if k != "inventories"}  # a header written before them
+    assert RunHeader.from_json(older).inventories == {}
+    with pytest.raises(SchemaError, match="inventories"):
+        RunHeader.from_json(h | {"inventories": {"R5CW20ABCDE": [1]}})
 
 
 @pytest.mark.parametrize(
