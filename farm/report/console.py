@@ -84,7 +84,9 @@ def print_report(
 
 LEGEND = (
     "latency: mean ± std of the timed runs, ms · vs CPU: speed-up over CPU with 1 thread · "
-    f"noisy: std ≥ {UNSTABLE_STD_RATIO:.0%} of the mean"
+    f"noisy: std ≥ {UNSTABLE_STD_RATIO:.0%} of the mean · hot: a repeat started above the "
+    "cool-down limit · throttled: a repeat ran with a CPU cluster capped or the thermal status "
+    "rising"
 )
 
 

@@ -49,6 +49,12 @@ CELL_COLUMNS = [
     "log",
     "started_at",
     "duration_s",
+    "hot",
+    "throttled",
+    "temp_before_c",
+    "temp_after_c",
+    "cooldown_s",
+    "battery_pct",
 ]
 GROUP = ["serial", "model", "delegate", "threads"]
 
@@ -61,7 +67,11 @@ def cells_frame(cells: Iterable[CellResult]) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in ("threads", "repeat", "runs", "nodes_delegated", "nodes_total", "partitions", "sdk"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    df["simulated"] = df["simulated"].fillna(False).astype(bool)
+    for col in ("simulated", "hot", "throttled"):
+        df[col] = df[col].fillna(False).astype(bool)
+    for col in ("temp_before_c", "temp_after_c", "cooldown_s"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    df["battery_pct"] = pd.to_numeric(df["battery_pct"], errors="coerce").astype("Int64")
     for col in ("device", "soc", "abi", "profile", "reason", "coverage", "delegates_used"):
         df[col] = df[col].fillna("").astype(str)
     return df
@@ -89,6 +99,8 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         "speedup",
         "flags",
         "reason",
+        "hot",
+        "throttled",
     ]
     if df.empty:
         return pd.DataFrame(columns=columns)
@@ -224,13 +236,21 @@ def short_flags(row: Any) -> list[str]:
     )
     if row["repeats_ok"] < row["repeats"]:
         flags.append(f"{row['repeats_ok']}/{row['repeats']} ok")
-    return flags
+    return flags + thermal_flags(row)
+
+
+def thermal_flags(row: Any) -> list[str]:
+    """ "hot" and "throttled" when a repeat of the row started hot or ran throttled."""
+    return [name for name in ("hot", "throttled") if bool(row[name])]
 
 
 def _cell_row(cell: CellResult) -> dict[str, Any]:
     metrics = cell.metrics or Metrics()
     delegation = cell.delegation
     device = cell.device
+    thermal = cell.thermal
+    before = thermal.before if thermal is not None else None
+    after = thermal.after if thermal is not None else None
     return {
         "key": cell.key,
         "serial": cell.serial,
@@ -265,6 +285,12 @@ def _cell_row(cell: CellResult) -> dict[str, Any]:
         "log": cell.log,
         "started_at": cell.started_at,
         "duration_s": cell.duration_s,
+        "hot": cell.hot,
+        "throttled": cell.throttled,
+        "temp_before_c": before.hottest_c if before is not None else None,
+        "temp_after_c": after.hottest_c if after is not None else None,
+        "cooldown_s": thermal.waited_s if thermal is not None else None,
+        "battery_pct": before.battery.level if before is not None else None,
     }
 
 
@@ -288,6 +314,8 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         "runs": None,
         "coverage": next((c for c in group["coverage"] if c), ""),
         "speedup": math.nan,
+        "hot": bool(group["hot"].any()),
+        "throttled": bool(group["throttled"].any()),
     }
     flags: list[str] = []
     if len(ok):
@@ -302,7 +330,7 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         statuses = list(group["status"])
         row["status"] = max(set(statuses), key=statuses.count)
         row["reason"] = next((r for r in group["reason"] if r), "")
-    row["flags"] = "; ".join(flags)
+    row["flags"] = "; ".join(flags + thermal_flags(row))
     return row
 
 

@@ -18,6 +18,14 @@ upgrade the older form; loaders refuse newer versions):
     `retries` are always present; v1 `rerun` is folded into `retries`; `resumed` says the
     `schema_version` of the lines after it (a v1 run resumed by this farm goes on in v2).
     Header and summary unchanged apart from the version.
+  3 (thermal): cell `thermal` {before, after: snapshot {at, hottest{name, temp_c},
+    thermal_status, battery{level, temp_c, status, plugged}, clusters[{cpus, cur_khz, max_khz,
+    cap_khz}], zones_source, zones[{name, temp_c}]} or null, limit_c, waited_s, gate ("cool",
+    "timeout" or null), samples, max_status, capped} (farm/results/provenance.py), and the
+    verdicts `hot` and `throttled` (booleans; false when a line has none). The header's config
+    gains cooldown, run_delay_s, order, seed (the seed the run's shuffle used), min_battery,
+    battery_wait_s, stay_awake, cpu_affinity, governor, thermal_sample_s. Older lines read with
+    thermal null and both verdicts false.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from farm.android.info import DeviceInfo
+from farm.results.provenance import Thermal
 
 SCHEMA_VERSION = 2
 
@@ -424,6 +433,9 @@ class CellResult:
     simulated: bool = False
     exit_status: int | None = None
     retries: Mapping[str, int] = field(default_factory=dict)
+    thermal: Thermal | None = None  # temperatures, battery, frequencies; the cool-down wait
+    hot: bool = False  # the cell started above the cool-down limit
+    throttled: bool = False  # thermal status rose, or a cluster was capped, while it ran
 
     @property
     def complete(self) -> bool:
@@ -455,6 +467,9 @@ class CellResult:
             "simulated": self.simulated,
             "exit_status": self.exit_status,
             "retries": dict(self.retries),
+            "thermal": self.thermal.to_json() if self.thermal is not None else None,
+            "hot": self.hot,
+            "throttled": self.throttled,
         }
 
     @classmethod
@@ -500,6 +515,9 @@ class CellResult:
             simulated=bool(d.get("simulated")),
             exit_status=exit_status,
             retries=retries,
+            thermal=Thermal.from_json(d.get("thermal")),
+            hot=bool(d.get("hot")),
+            throttled=bool(d.get("throttled")),
         )
 
 
@@ -807,6 +825,7 @@ class RunOutcome:
     interrupted: bool = False
     cells: list[CellResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    seed: int | None = None  # the seed of the run's cell order
 
     @property
     def exit_code(self) -> int:
