@@ -197,12 +197,11 @@ class Thermal:
     @property
     def throttled(self) -> bool:
         """The thermal status rose, or a cluster was capped below its maximum, while the
-        benchmark ran (samples and the snapshot after it)."""
-        seen = [s for s in (self.after,) if s is not None]
+        benchmark ran (as it started, in the samples, and as it ended)."""
+        seen = [s for s in (self.before, self.after) if s is not None]
         capped = self.capped or any(s.capped for s in seen)
-        statuses = [s.thermal_status for s in seen if s.thermal_status is not None]
-        if self.max_status is not None:
-            statuses.append(self.max_status)
+        after = self.after.thermal_status if self.after is not None else None
+        statuses = [s for s in (self.max_status, after) if s is not None]
         base = self.before.thermal_status if self.before is not None else None
         rose = any(s > (base or 0) for s in statuses)
         return capped or rose
