@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from farm.bench.plan import Cell
+from farm.bench.runner import RunnerOptions
 from farm.bench.service import run
 from farm.results.journal import load_run
 from farm.results.model import CellResult, Status
@@ -39,14 +41,30 @@ def shell(lab: Lab, serial: str, command: str) -> str:
     return result.stdout.strip()
 
 
+def heat_before_first_cell(lab: Lab, serial: str, temp_c: float) -> RunnerOptions:
+    """Runner options whose phase hook makes `serial` hot as its first model push begins (just
+    before its first gate; a fault set earlier could cool off while the run starts)."""
+    done: list[bool] = []
+
+    def hook(phone: str, phase: str, cell: Cell | None) -> None:
+        if phone == serial and phase == "push" and cell is not None and not done:
+            done.append(True)
+            lab.fault(serial, "hot", temp_c=temp_c)
+
+    return RunnerOptions(run_deadline_s=60, on_phase=hook)
+
+
 def test_hot_phone_waits_at_the_gate_while_the_others_run(
     start_lab: Callable[..., Lab], run_config: Callable[..., Path]
 ) -> None:
     lab = start_lab(["pixel_7", "galaxy_a54"], time_scale=0)
     pixel, a54 = serial_of(lab, "pixel_7"), serial_of(lab, "galaxy_a54")
-    lab.fault(pixel, "hot", temp_c=55)
     gate = {"max_temp_c": 40, "timeout_s": 60, "poll_s": 0.3}
-    outcome = run(run_config(threads=[1, 2], cooldown=gate), progress=False)
+    outcome = run(
+        run_config(threads=[1, 2], cooldown=gate),
+        progress=False,
+        options=heat_before_first_cell(lab, pixel, 55),
+    )
     assert outcome.exit_code == 0
     cells = {c.key: c for c in outcome.cells}
     assert len(cells) == 4
@@ -70,10 +88,11 @@ def test_hot_phone_waits_at_the_gate_while_the_others_run(
 
     # With a short timeout the hot phone runs anyway, flagged hot (and throttled: at 60 °C its
     # big cores are capped).
-    lab.fault(pixel, "hot", temp_c=60)
     short = {"max_temp_c": 40, "timeout_s": 0.3, "poll_s": 0.1}
     outcome = run(
-        run_config(threads=[1], cooldown=short, devices={"serials": [pixel]}), progress=False
+        run_config(threads=[1], cooldown=short, devices={"serials": [pixel]}),
+        progress=False,
+        options=heat_before_first_cell(lab, pixel, 60),
     )
     (cell,) = [c for c in outcome.cells if c.serial == pixel]
     assert cell.thermal is not None and cell.thermal.gate == "timeout"
