@@ -277,6 +277,18 @@ class DeviceSelection(_Strict):
         return " ".join(parts) or "all devices"
 
 
+class Cooldown(_Strict):
+    """The cool-down gate: before each cell, wait until the hottest zone is at or below
+    `max_temp_c`, checking every `poll_s`; after `timeout_s` the cell runs anyway, flagged hot."""
+
+    max_temp_c: float = Field(default=40.0, gt=0, le=150)
+    timeout_s: float = Field(default=300.0, ge=0)
+    poll_s: float = Field(default=5.0, gt=0)
+
+
+_HEX_MASK = re.compile(r"^(0x)?[0-9a-fA-F]{1,16}$")
+
+
 class Config(_Strict):
     """The whole farm.yaml."""
 
@@ -301,6 +313,34 @@ class Config(_Strict):
     benchmark_flags: dict[str, str] = Field(default_factory=dict)  # passed to every run
     op_profiling: bool = False  # --enable_op_profiling=true on every run
     output: str = "farm-runs"
+    # Stability: the cool-down gate (None: no wait; cells are still flagged hot above 40 °C),
+    # a pause between cells, the order of cells in a repeat round and its seed (None: a new
+    # one per run, recorded in the header), device preparation (restored at the end).
+    cooldown: Cooldown | None = None
+    run_delay_s: float = Field(default=0.0, ge=0)
+    order: Literal["shuffled", "fixed"] = "shuffled"
+    seed: int | None = Field(default=None, ge=0)
+    min_battery: int = Field(default=0, ge=0, le=100)  # %; below it a device waits or is skipped
+    battery_wait_s: float = Field(default=600.0, ge=0)  # how long a charging device may wait
+    stay_awake: bool = True  # keep the screen on while plugged in (settings global ...)
+    cpu_affinity: str = "all"  # all | big | a hex mask: taskset for the benchmark
+    governor: Literal["performance"] | None = None  # needs root (adb root); restored after
+    thermal_sample_s: float = Field(default=10.0, gt=0)  # between snapshots during a run
+
+    @field_validator("cpu_affinity")
+    @classmethod
+    def _affinity(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("all", "big") or (_HEX_MASK.match(value) and int(value, 16) > 0):
+            return value
+        raise ValueError(
+            f"cpu_affinity {value!r} is not all, big or a hexadecimal CPU mask such as f0"
+        )
+
+    @property
+    def hot_limit_c(self) -> float:
+        """Above this hottest-zone temperature a cell starts hot (cooldown.max_temp_c)."""
+        return (self.cooldown or Cooldown()).max_temp_c
 
     @model_validator(mode="before")
     @classmethod
@@ -411,9 +451,9 @@ def load_config(path: Path | None, *, overrides: Mapping[str, Any] | None = None
     """Read and validate farm.yaml (None: defaults only), then apply CLI overrides.
 
     Overrides (None values are ignored): model (list of paths), delegate ("cpu,gpu" or list),
-    threads ("1,2,4" or list), repeats, serial (str or list), out, flag (list of NAME=VALUE).
-    ANDROID_SERIAL selects a device when no serial is configured. Errors are ConfigError naming
-    file, line and key.
+    threads ("1,2,4" or list), repeats, serial (str or list), out, flag (list of NAME=VALUE),
+    seed. ANDROID_SERIAL selects a device when no serial is configured. Errors are ConfigError
+    naming file, line and key.
     """
     data: dict[str, Any] = {}
     root: yaml.Node | None = None
@@ -452,6 +492,8 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
         update["benchmark_flags"] = config.benchmark_flags | _tool_flags_from_cli(
             _as_list(overrides["flag"])
         )
+    if overrides.get("seed") is not None:
+        update["seed"] = _int_flag("--seed", overrides["seed"])
     serials = [s for s in _split(overrides.get("serial") or []) if s]
     if not serials and not config.devices.serials and os.environ.get("ANDROID_SERIAL"):
         serials = [os.environ["ANDROID_SERIAL"]]

@@ -55,6 +55,11 @@ class Cpu(_Strict):
     # additional threads scale (1.0 = perfectly).
     speed: float = 1.0
     thread_scaling: float = 0.8
+    # Above this hottest-zone temperature the big cores throttle: their frequency cap falls by
+    # `throttle_per_c` of the maximum per degree, down to `throttle_floor` (None: never).
+    throttle_c: float | None = None
+    throttle_per_c: float = 0.03
+    throttle_floor: float = 0.5
 
 
 class ThermalZone(_Strict):

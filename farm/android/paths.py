@@ -8,6 +8,8 @@ ROOT = "/data/local/tmp/farm"
 BIN = f"{ROOT}/bin"
 MODELS = f"{ROOT}/models"
 LOGS = f"{ROOT}/logs"
+# Undoes the settings a run changed (written before it changes them; farm/android/prepare.py).
+RESTORE = f"{ROOT}/restore.sh"
 
 # Length of the content-hash prefix in device file names (64 bits).
 HASH_CHARS = 16

@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 from farm.android import jobs, paths
 from farm.android.adb import Device, join_command
 from farm.android.info import DeviceInfo
+from farm.bench import gate
 from farm.bench.binaries import BinaryChoice
 from farm.bench.deploy import ensure_model
 from farm.bench.flags import PROVIDERS, benchmark_args, tool_flags
@@ -35,6 +36,7 @@ from farm.results.model import (
     Status,
     Verdict,
 )
+from farm.results.provenance import Snapshot, Thermal
 
 T = TypeVar("T")
 
@@ -84,6 +86,8 @@ class CellHost(Protocol):
     run_id: str
     retries: Counter[str]
     models: dict[str, str]  # model sha256 -> device path
+    affinity: str | None  # the taskset mask benchmarks run with (None: not pinned)
+    prepared: bool  # the device carries settings the run must restore
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -108,6 +112,14 @@ class CellHost(Protocol):
 
     def add_pushed(self, n: int) -> None:
         """Count bytes pushed."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait; Interrupted when the run is being stopped meanwhile."""
+        ...
+
+    def note(self, text: str) -> None:
+        """Tell the user something about the device, once per run."""
         ...
 
 
@@ -152,6 +164,7 @@ def cell_result(
     retries: dict[str, int] | None = None,
     tool_flags: dict[str, str] | None = None,
     binary: BinaryInfo | None = None,
+    thermal: Thermal | None = None,
 ) -> CellResult:
     """The result of one cell; `parsed` is the tool's output as the parser read it.
 
@@ -192,6 +205,9 @@ def cell_result(
         verdict=verdict,
         tool_flags=dict(tool_flags or {}),
         binary=binary,
+        thermal=thermal,
+        hot=thermal is not None and thermal.hot,
+        throttled=thermal is not None and thermal.throttled,
     )
 
 
@@ -238,7 +254,8 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
     t0 = time.monotonic()
     remote_model = model_path(host, cell)
     args = benchmark_args(cell.spec, threads=cell.threads, graph=remote_model, config=host.config)
-    command = join_command([host.binary.remote_path, *args])
+    pin = ["taskset", host.affinity] if host.affinity else []
+    command = join_command([*pin, host.binary.remote_path, *args])
     name = log_name(cell)
     remote_log = paths.log_path(f"{safe_name(host.run_id)}-{name}")
     local_log = host.run_dir / "logs" / safe_name(host.info.serial) / name
@@ -268,8 +285,13 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
             exit_status=exit_status,
             tool_flags=tool_flags(cell.spec, host.config),
             binary=host.binary.info(),
+            thermal=sampler.thermal(before, waited_s, gate_state, after),
         )
 
+    before, waited_s, gate_state = gate.cool_down(host)
+    sampler = gate.Sampler(host)
+    after: Snapshot | None = None
+    t_run = time.monotonic()
     reruns = 0
     while True:
         host.phase("launch", cell)
@@ -288,7 +310,7 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
         if job is None:
             return result(Status.ERROR, "launch printed no pid")
         host.phase("run", cell)
-        timed_out, exit_status = _wait(host, job, t0)
+        timed_out, exit_status = _wait(host, job, t_run, sampler)
         _forget(host, job)
         if timed_out or exit_status is not None or reruns >= opt.reruns:
             break
@@ -296,6 +318,7 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
         reruns += 1
         host.retries["rerun"] += 1
         host.log.info("%s: ended without an exit status; running it again", cell.key)
+    after = gate.snapshot(host)
     host.phase("pull", cell)
     have_log = _pull_log(host, remote_log, local_log)
     log = rel_log if have_log else None
@@ -335,14 +358,18 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
     return result(Status.OK, log=log, parsed=parsed, exit_status=exit_status)
 
 
-def _wait(host: CellHost, job: jobs.Job, t0: float) -> tuple[bool, int | None]:
-    """Wait until the benchmark ends; kill it at the deadline or when the run stops.
+def _wait(
+    host: CellHost, job: jobs.Job, t0: float, sampler: gate.Sampler
+) -> tuple[bool, int | None]:
+    """Wait until the benchmark ends (sampling its thermal state); kill it at the deadline or
+    when the run stops.
 
     Returns (timed out, exit status or None when it ended without one).
     """
     opt = host.options
     deadline = t0 + opt.run_deadline_s
     while True:
+        sampler.poll()
         try:
             host.check_stop()
         except Interrupted:

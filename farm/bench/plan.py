@@ -8,6 +8,7 @@ run records (a delegate that fails, or one that takes nothing).
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -134,10 +135,11 @@ def make_plan(
     repeats.
 
     Run order is repeat-major: every cell of repeat 0, then of repeat 1, ..., so slow drift
-    spreads over all cells. Each variant runs its own thread counts (`DelegateSpec.
-    thread_counts`). `{kind: nnapi, accelerator_name: "*"}` becomes one variant per NNAPI
-    accelerator the device reported (`accelerators`, by serial; None: unknown). Cells a device
-    cannot run go to `unsupported` with a reason.
+    spreads over all cells; within a round, each device's cells are shuffled with the config's
+    seed (`order: shuffled`, see `shuffle_rounds`). Each variant runs its own thread counts
+    (`DelegateSpec.thread_counts`). `{kind: nnapi, accelerator_name: "*"}` becomes one variant
+    per NNAPI accelerator the device reported (`accelerators`, by serial; None: unknown). Cells a
+    device cannot run go to `unsupported` with a reason.
     """
     models = _unique_names(models)
     plan = Plan(
@@ -172,6 +174,8 @@ def make_plan(
                             plan.unsupported.append((cell, reason))
                         else:
                             plan.cells.append(cell)
+    if config.order == "shuffled":
+        plan.cells = shuffle_rounds(plan.cells, config.seed or 0)
     servers: dict[str, set[str]] = {}
     for device in devices:
         servers.setdefault(device.serial, set()).add(device.server)
@@ -220,6 +224,18 @@ def device_variants(
                 continue
             out.append((narrowed, unsupported_reason(device, narrowed)))
     return out
+
+
+def shuffle_rounds(cells: list[Cell], seed: int) -> list[Cell]:
+    """Each device's cells of each repeat round in an order drawn from `seed` (the same seed,
+    the same order, on any host); rounds stay in order."""
+    groups: dict[tuple[int, str], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.repeat, cell.serial), []).append(cell)
+    for (repeat, serial), group in groups.items():
+        random.Random(f"{seed}|{serial}|{repeat}").shuffle(group)
+    queues = {key: iter(group) for key, group in groups.items()}
+    return [next(queues[(cell.repeat, cell.serial)]) for cell in cells]
 
 
 def unsupported_reason(device: DeviceInfo, spec: DelegateSpec) -> str | None:

@@ -28,6 +28,7 @@ from farm.android import jobs
 from farm.android.adb import AdbServer, Device
 from farm.android.discovery import device_for
 from farm.android.info import DeviceInfo
+from farm.bench import gate
 from farm.bench.binaries import BinaryChoice, Unsupported, binary_for
 from farm.bench.cell import (
     PHASES,
@@ -270,6 +271,9 @@ class _DeviceWorker(threading.Thread):
         self.final_text = "done"
         self.retries: Counter[str] = Counter()  # steps retried for the current cell
         self.incomplete: list[float] = []  # monotonic end times of the incomplete cells in a row
+        self.affinity: str | None = None  # taskset mask (farm.bench.gate.prepare_device)
+        self.prepared = False  # the device carries settings to restore at the end
+        self._noted: set[str] = set()
 
     # -- CellHost
 
@@ -286,6 +290,15 @@ class _DeviceWorker(threading.Thread):
 
     def add_pushed(self, n: int) -> None:
         self.runner.add_pushed(n)
+
+    def sleep(self, seconds: float) -> None:
+        if self.runner.stop_event.wait(max(seconds, 0.0)):
+            raise Interrupted
+
+    def note(self, text: str) -> None:
+        if text not in self._noted:
+            self._noted.add(text)
+            self.runner.warn(f"{self.serial}: {text}")
 
     def retry(self, what: str, fn: Callable[[], T]) -> T:
         """Call fn, waiting out transient faults with backoff up to the grace period, and a
@@ -351,10 +364,26 @@ class _DeviceWorker(threading.Thread):
 
     def _run(self) -> None:
         self._stop_orphans()
-        if not self._deploy_binary():
-            return
+        try:
+            skip = gate.prepare_device(self)
+            if skip:
+                self.log.warning("%s", skip)
+                self._close_remaining(Status.ERROR, skip)
+                self.final_text = "skipped"
+                return
+            if self._deploy_binary():
+                self._run_cells()
+        finally:
+            gate.restore_device(self)
+
+    def _run_cells(self) -> None:
+        first = True
         while self.pending:
             self.check_stop()
+            if not first and self.config.run_delay_s:
+                self.status(f"pausing {self.config.run_delay_s:g} s between cells")
+                self.sleep(self.config.run_delay_s)
+            first = False
             cell = self.pending[0]
             started_at = now()
             t0 = time.monotonic()

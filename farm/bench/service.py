@@ -141,6 +141,8 @@ def run(
         config = _saved_config(resume, previous.header)
     elif config is None:
         config = load_config(config_path, overrides=overrides or {})
+    if config.seed is None:  # a new seed per run, kept in the header's config
+        config = config.model_copy(update={"seed": secrets.randbelow(1 << 31)})
 
     models = load_models(list(config.models))
     check_binaries(dict(config.binaries))  # a wrong build is refused before anything is pushed
@@ -267,6 +269,7 @@ def run(
         interrupted=outcome.interrupted,
         cells=list(data.cells),
         warnings=warnings + outcome.warnings + list(data.warnings),
+        seed=config.seed,
     )
 
 

@@ -55,6 +55,12 @@ def run_command(
         Path | None,
         typer.Option("--resume", help="Run only the missing cells of this run folder."),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", min=0, help="Seed of the shuffled cell order (default: a new one per run)."
+        ),
+    ] = None,
     grace: Annotated[
         float,
         typer.Option(
@@ -72,7 +78,9 @@ def run_command(
     from farm.bench.service import run
     from farm.config import DEFAULT_CONFIG_NAME
 
-    if resume is not None and (config or model or delegate or threads or repeats or serial or flag):
+    if resume is not None and (
+        config or model or delegate or threads or repeats or serial or flag or seed is not None
+    ):
         raise ConfigError("--resume takes no other matrix options: it reuses the run's own config")
     if config is None and resume is None and Path(DEFAULT_CONFIG_NAME).is_file():
         config = Path(DEFAULT_CONFIG_NAME)
@@ -84,6 +92,7 @@ def run_command(
         "serial": serial or None,
         "out": str(out) if out else None,
         "flag": flag or None,
+        "seed": seed,
     }
     result = run(
         config,
@@ -109,6 +118,7 @@ def outcome_dict(result: RunOutcome) -> dict[str, Any]:
         "counts": {str(status): n for status, n in result.counts.items()},
         "bytes_pushed": result.bytes_pushed,
         "cells": len(result.cells),
+        "seed": result.seed,
     }
 
 
@@ -120,6 +130,8 @@ def show_result(result: RunOutcome) -> None:
     print_report(result.cells, console=console)
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items() if v) or "no cells"
     state = " (interrupted)" if result.interrupted else ""
+    if result.seed is not None:
+        state += f"  seed: {result.seed}"
     console.print(
         f"run folder: {result.run_dir}  cells: {counts}  bytes pushed: {result.bytes_pushed}"
         f"{state}",

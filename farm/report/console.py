@@ -91,7 +91,9 @@ def _status_style(row: Any) -> str:
 LEGEND = (
     "latency: mean ± std of the timed runs, ms · vs CPU: speed-up over CPU with 1 thread · "
     f"noisy: std ≥ {UNSTABLE_STD_RATIO:.0%} of the mean · "
-    "fallback: the delegate did not run, the number is the CPU's (never best, no vs CPU)"
+    "fallback: the delegate did not run, the number is the CPU's (never best, no vs CPU) · "
+    "hot: a repeat started above the cool-down limit · throttled: a repeat ran with a CPU "
+    "cluster capped or the thermal status rising"
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from farm.results.model import CellResult, Delegation, Metrics, Verdict
+from farm.results.model import CellResult, Delegation, Metrics, Verdict, disqualified
 
 # Stability checks beside the numbers: the spread is large, or the sample is small.
 UNSTABLE_STD_RATIO = 0.10
@@ -61,6 +61,12 @@ CELL_COLUMNS = [
     "log",
     "started_at",
     "duration_s",
+    "hot",
+    "throttled",
+    "temp_before_c",
+    "temp_after_c",
+    "cooldown_s",
+    "battery_pct",
 ]
 TOP_OPS = 5  # node types shown per cell
 GROUP = ["serial", "model", "delegate", "threads"]
@@ -85,7 +91,11 @@ def cells_frame(cells: Iterable[CellResult]) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in ("threads", "repeat", "runs", "nodes_delegated", "nodes_total", "partitions", "sdk"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    df["simulated"] = df["simulated"].fillna(False).astype(bool)
+    for col in ("simulated", "hot", "throttled"):
+        df[col] = df[col].fillna(False).astype(bool)
+    for col in ("temp_before_c", "temp_after_c", "cooldown_s"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    df["battery_pct"] = pd.to_numeric(df["battery_pct"], errors="coerce").astype("Int64")
     for col in (
         "device",
         "soc",
@@ -132,6 +142,8 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         "flags",
         "reason",
         "top_ops",
+        "hot",
+        "throttled",
     ]
     if df.empty:
         return pd.DataFrame(columns=columns)
@@ -144,7 +156,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     base_latency = {(r.serial, r.model): r.latency_ms for r in base.itertuples()}
     out["speedup"] = [
         _ratio(base_latency.get((r.serial, r.model)), r.latency_ms)
-        if r.status == "ok" and not r.marks
+        if r.status == "ok" and not disqualified(r.marks.split(","))
         else math.nan
         for r in out.itertuples()
     ]
@@ -152,11 +164,10 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_per_device(summary: pd.DataFrame) -> pd.DataFrame:
-    """For each device and model, the ok configuration with the lowest mean latency; a marked
-    configuration (a fallback, ...) never counts."""
-    ok = summary[
-        (summary["status"] == "ok") & summary["latency_ms"].notna() & (summary["marks"] == "")
-    ]
+    """For each device and model, the ok configuration with the lowest mean latency; one with
+    a disqualifying mark (a fallback, ...) never counts."""
+    fair = summary["marks"].map(lambda m: not disqualified(str(m).split(","))).astype(bool)
+    ok = summary[(summary["status"] == "ok") & summary["latency_ms"].notna() & fair]
     if ok.empty:
         return summary.iloc[0:0]
     best = ok.loc[ok.groupby(["serial", "model"], sort=False)["latency_ms"].idxmin()]
@@ -298,6 +309,9 @@ def _cell_row(cell: CellResult) -> dict[str, Any]:
     delegation = cell.delegation
     fell_back = cell.verdict is not None and cell.verdict.fallback
     device = cell.device
+    thermal = cell.thermal
+    before = thermal.before if thermal is not None else None
+    after = thermal.after if thermal is not None else None
     return {
         "key": cell.key,
         "serial": cell.serial,
@@ -347,6 +361,12 @@ def _cell_row(cell: CellResult) -> dict[str, Any]:
         "log": cell.log,
         "started_at": cell.started_at,
         "duration_s": cell.duration_s,
+        "hot": cell.hot,
+        "throttled": cell.throttled,
+        "temp_before_c": before.hottest_c if before is not None else None,
+        "temp_after_c": after.hottest_c if after is not None else None,
+        "cooldown_s": thermal.waited_s if thermal is not None else None,
+        "battery_pct": before.battery.level if before is not None else None,
     }
 
 
@@ -374,6 +394,8 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         "marks": ", ".join(dict.fromkeys(m for ms in ok["marks"] for m in ms.split(", ") if m)),
         "speedup": math.nan,
         "top_ops": next((t for t in group["top_ops"] if t), ""),
+        "hot": bool(group["hot"].any()),
+        "throttled": bool(group["throttled"].any()),
     }
     flags: list[str] = []
     if len(ok):

@@ -27,6 +27,7 @@ def render_markdown(cells: Iterable[CellResult], *, header: RunHeader | None = N
             ("started", header.started_at),
             ("farm", header.tool_versions.get("farm")),
             ("host", header.host.get("hostname")),
+            ("order", _order(header)),
         ]
         out += [f"- {name}: {md_text(value)}" for name, value in facts if value] + [""]
     if df.empty:
@@ -133,6 +134,15 @@ def _top_ops(summary: Any, labels: Mapping[str, str]) -> list[str]:
             ],
         ),
     ]
+
+
+def _order(header: RunHeader) -> str | None:
+    """ "shuffled, seed 1234" from the run's config (None for runs from before orders)."""
+    config = header.config or {}
+    if "order" not in config:
+        return None
+    seed = config.get("seed")
+    return f"{config['order']}, seed {seed}" if config["order"] == "shuffled" else "fixed"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -24,6 +24,15 @@ upgrade the older form; loaders refuse newer versions):
     null when no delegate was asked for or the log does not say); `tool_flags` the extra
     benchmark_model flags passed verbatim; `binary` where the binary came from ({abi, source,
     sha256, translated}). Older lines get `delegate_kind` from the label and null for the rest.
+    Cell `thermal` {before, after: snapshot {at, hottest{name, temp_c},
+    thermal_status, battery{level, temp_c, status, plugged}, clusters[{cpus, cur_khz, max_khz,
+    cap_khz}], zones_source, zones[{name, temp_c}]} or null, limit_c, waited_s, gate ("cool",
+    "timeout" or null), samples, max_status, capped} (farm/results/provenance.py), and the
+    verdicts `hot` and `throttled` (booleans; false when a line has none). The header's config
+    gains cooldown, run_delay_s, order, seed (the seed the run's shuffle used), min_battery,
+    battery_wait_s, stay_awake, cpu_affinity, governor, thermal_sample_s, and the header
+    `inventories` (each device's own inventory, by serial). Older lines read with thermal null
+    and both verdicts false.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from typing import Any
 
 from farm.android.info import DeviceInfo
 from farm.android.inventory import Inventory
+from farm.results.provenance import Thermal
 
 SCHEMA_VERSION = 3
 
@@ -444,6 +454,15 @@ class BinaryInfo:
         )
 
 
+# Marks that say the number is not the requested configuration's: never best, never a speed-up.
+DISQUALIFYING_MARKS = frozenset({"fallback", "inaccurate"})
+
+
+def disqualified(marks: Iterable[str]) -> bool:
+    """True when any of these marks keeps a number from standing for its configuration."""
+    return any(m.strip() in DISQUALIFYING_MARKS for m in marks)
+
+
 def kind_of_label(label: str) -> str:
     """The delegate kind a schema-1/2 label names (`external:qnn` → external)."""
     return label.partition(":")[0]
@@ -502,6 +521,9 @@ class CellResult:
     verdict: Verdict | None = None
     tool_flags: Mapping[str, str] = field(default_factory=dict)
     binary: BinaryInfo | None = None
+    thermal: Thermal | None = None  # temperatures, battery, frequencies; the cool-down wait
+    hot: bool = False  # the cell started above the cool-down limit
+    throttled: bool = False  # thermal status rose, or a cluster was capped, while it ran
 
     @property
     def complete(self) -> bool:
@@ -515,16 +537,17 @@ class CellResult:
 
     @property
     def marks(self) -> tuple[str, ...]:
-        """What a reader must know before trusting this cell's number (e.g. "fallback").
-
-        A marked cell is never a "best" configuration nor a speed-up against the CPU.
-        """
-        return ("fallback",) if self.fallback else ()
+        """What a reader must know before trusting this cell's number: "fallback", "hot",
+        "throttled". Those in DISQUALIFYING_MARKS keep it from being a "best" configuration
+        or a speed-up against the CPU."""
+        flags = {"fallback": self.fallback, "hot": self.hot, "throttled": self.throttled}
+        return tuple(name for name, on in flags.items() if on)
 
     @property
     def comparable(self) -> bool:
-        """True when the cell's latency may stand for its configuration (ok, no marks)."""
-        return self.status is Status.OK and not self.marks
+        """True when the cell's latency may stand for its configuration: ok, and no
+        disqualifying mark (a hot or throttled cell still counts, marked)."""
+        return self.status is Status.OK and not disqualified(self.marks)
 
     def to_json(self) -> dict[str, Any]:
         """The cell line of results.jsonl (current schema)."""
@@ -555,6 +578,9 @@ class CellResult:
             "verdict": self.verdict.value if self.verdict is not None else None,
             "tool_flags": dict(self.tool_flags),
             "binary": self.binary.to_json() if self.binary is not None else None,
+            "thermal": self.thermal.to_json() if self.thermal is not None else None,
+            "hot": self.hot,
+            "throttled": self.throttled,
         }
 
     @classmethod
@@ -608,6 +634,9 @@ class CellResult:
                 {str(k): str(v) for k, v in flags.items()} if isinstance(flags, Mapping) else {}
             ),
             binary=BinaryInfo.from_json(d.get("binary")),
+            thermal=Thermal.from_json(d.get("thermal")),
+            hot=bool(d.get("hot")),
+            throttled=bool(d.get("throttled")),
         )
 
 
@@ -931,6 +960,7 @@ class RunOutcome:
     interrupted: bool = False
     cells: list[CellResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    seed: int | None = None  # the seed of the run's cell order
 
     @property
     def exit_code(self) -> int:

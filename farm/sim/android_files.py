@@ -6,7 +6,8 @@ thermal zones, battery and free storage from its `sim:` settings.
 Pure functions: getprop values and their `[key]: [value]` listing, /proc/cpuinfo and
 /proc/meminfo, the cpufreq and thermal sysfs trees, the battery as `dumpsys battery` and
 power_supply show it, the GLES line of `dumpsys SurfaceFlinger`, and the small shell scripts of
-the phone's /system/bin (getprop, setprop, dumpsys, df, nohup, benchmark_model).
+the phone's /system/bin (getprop, setprop, dumpsys, df, nohup, taskset, settings,
+benchmark_model).
 `farm.sim.phone_os` writes them into a phone's folder and keeps the changing ones up to date.
 """
 
@@ -265,14 +266,19 @@ def _battery_mv(level: int) -> int:
     return 3500 + round(7.5 * level)
 
 
-def cur_freq_files(profile: Profile, busy: bool) -> dict[str, str]:
-    """scaling_cur_freq of each policy: the maximum under load, the minimum when idle."""
+def cur_freq_files(
+    profile: Profile, busy: bool, caps: dict[int, int] | None = None
+) -> dict[str, str]:
+    """scaling_cur_freq of each policy (its cap under load, the minimum when idle) and
+    scaling_max_freq (the cap: `caps` by first cpu of a throttled cluster, else the maximum)."""
     out = {}
     for cluster in profile.sim.cpu.clusters:
-        freq = cluster.max_freq_khz if busy else cluster.min_freq_khz
+        cap = (caps or {}).get(min(cluster.cpus), cluster.max_freq_khz)
+        freq = cap if busy else cluster.min_freq_khz
         policy = f"devices/system/cpu/cpufreq/policy{min(cluster.cpus)}"
         out[f"{policy}/scaling_cur_freq"] = f"{freq}\n"
         out[f"{policy}/cpuinfo_cur_freq"] = f"{freq}\n"
+        out[f"{policy}/scaling_max_freq"] = f"{cap}\n"
     return out
 
 
@@ -323,6 +329,7 @@ def shell_scripts(
     free_bytes = storage_free_mb * 1024 * 1024
     data_dirs = f"{q(layout.data_tmp)} {q(layout.sdcard)}"
     gles = gles_line(profile)
+    all_cpus = sum(1 << cpu for cpu in _cpus(profile))
     scripts = {
         "getprop": f"""#!/bin/sh
 # getprop [NAME [DEFAULT]]: system properties (build.prop, then values set with setprop)
@@ -354,7 +361,7 @@ esac
 printf '%s=%s\\n' "$1" "$2" >> {q(layout.state + "/props")}
 """,
         "dumpsys": f"""#!/bin/sh
-# dumpsys SERVICE: only the battery and SurfaceFlinger services are known
+# dumpsys SERVICE: the battery, SurfaceFlinger and thermalservice services
 case "$1" in
   battery)
     echo "Current Battery Service state:"
@@ -377,8 +384,9 @@ case "$1" in
     echo " ------------RE GLES------------"
     {"echo " + q(gles) if gles else ":"}
     ;;
-  -l) echo "Currently running services:"; echo "  SurfaceFlinger"; echo "  battery" ;;
-  "") echo "Currently running services:"; echo "  SurfaceFlinger"; echo "  battery" ;;
+  thermalservice) cat {q(layout.state + "/thermalservice")} ;;
+  -l|"") echo "Currently running services:"
+    echo "  SurfaceFlinger"; echo "  battery"; echo "  thermalservice" ;;
   *) echo "Can't find service: $1" ;;
 esac
 """,
@@ -409,6 +417,32 @@ done
         "nohup": f"""#!/bin/sh
 # nohup COMMAND: detached in its own session, so it outlives the shell stream that started it
 exec {q(layout.setsid)} -w {q(layout.nohup)} "$@"
+""",
+        "taskset": f"""#!/bin/sh
+# taskset [-p] MASK [PID | COMMAND...]: the phone's CPUs are {_cpu_range(_cpus(profile))}; a command
+# runs with FARM_SIM_AFFINITY=MASK (the benchmark stand-in places its threads by it)
+if [ "$1" = -p ]; then
+  [ $# -eq 2 ] && {{ echo "pid $2's current affinity mask: {all_cpus:x}"; exit 0; }}
+  shift
+fi
+case "$1" in
+  ""|*[!0-9a-fA-Fx]*) echo "usage: taskset [-p] MASK [PID | COMMAND...]" >&2; exit 1 ;;
+esac
+if [ $(( 0x${{1#0x}} & {all_cpus} )) -eq 0 ]; then
+  echo "taskset: sched_setaffinity: Invalid argument" >&2; exit 1
+fi
+FARM_SIM_AFFINITY=${{1#0x}}; export FARM_SIM_AFFINITY; shift
+case "$1" in ""|*[!0-9]*) [ $# -gt 0 ] && exec "$@"; exit 0 ;; esac
+""",
+        "settings": f"""#!/bin/sh
+# settings get|put|delete NAMESPACE KEY [VALUE]: kept in the phone's state (a reboot keeps them)
+f={q(layout.state + "/settings")}
+case "$1" in
+  get) v=$(grep "^$2/$3=" $f 2>/dev/null | tail -n 1); echo "${{v:-=null}}" | cut -d= -f2- ;;
+  put) grep -v "^$2/$3=" $f > $f.new 2>/dev/null; echo "$2/$3=$4" >> $f.new; mv $f.new $f ;;
+  delete) grep -v "^$2/$3=" $f > $f.new 2>/dev/null; mv $f.new $f; echo "Deleted 1 rows" ;;
+  *) echo "usage: settings get|put|delete NAMESPACE KEY [VALUE]" >&2; exit 1 ;;
+esac
 """,
         "benchmark_model": f"""#!/bin/sh
 # benchmark_model: the virtual phone's stand-in for TensorFlow Lite's benchmark tool

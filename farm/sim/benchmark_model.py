@@ -37,8 +37,10 @@ from farm.errors import FarmError, ModelError
 from farm.models import ModelInfo, inspect_model
 from farm.profiles import Failure, Profile, SimSettings, get_profile
 from farm.sim import delegates_sim as ds
+from farm.sim import heat
 
 TOOL = "benchmark_model"
+HEAT_STEP_US = 250_000  # the phone is heated by each quarter second of simulated load
 
 # --------------------------------------------------------------------------- flags
 
@@ -386,7 +388,7 @@ class _Marker:
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text(str(time.time()))
+                self.path.write_text(f"{heat.HEAT_SELF} {time.time()}")
             except OSError:
                 self.path = None
         return self
@@ -575,6 +577,11 @@ class Benchmark:
         self.clock: RealClock | VirtualClock = (
             VirtualClock(phone.time_scale) if phone.engine == "model" else RealClock()
         )
+        # Where its threads may run (taskset on the phone), and how much the cores' speed and
+        # heat stretch CPU work (model engine); the phone heats by the load as it is simulated.
+        self.affinity = heat.parse_affinity(os.environ.get("FARM_SIM_AFFINITY", ""))
+        self.slowdown = 1.0
+        self.heat_mark: int | None = None
         self.cpu_lock: HostCpuLock | None = None
         if phone.engine == "litert" and phone.cpu_lock and not params["dry_run"]:
             self.cpu_lock = HostCpuLock(phone.cpu_lock)
@@ -594,6 +601,32 @@ class Benchmark:
         """Give the host CPU lock up."""
         if self.cpu_lock is not None:
             self.cpu_lock.release()
+
+    def threads(self) -> float:
+        """Single-core equivalents of --num_threads, within the CPUs taskset left it."""
+        n = self.p["num_threads"]
+        if self.affinity is not None:
+            n = min(n if n > 0 else len(self.affinity), len(self.affinity))
+        return ds.effective_threads(n, self.phone.sim)
+
+    def heat(self, *, flush: bool = False) -> None:
+        """Heat the phone by the load run since the last call (in steps of HEAT_STEP_US), and
+        take the new CPU slowdown."""
+        state, profile = self.phone.state, self.phone.profile
+        now = self.clock.now()
+        if self.heat_mark is None:
+            self.heat_mark = now
+        spent = now - self.heat_mark
+        if spent < HEAT_STEP_US and not (flush and spent > 0):
+            return
+        self.heat_mark = now
+        if state is None:
+            return
+        try:
+            temps = heat.update(state, profile, lambda t: heat.heated(profile, t, spent / 1e6))
+        except OSError:
+            return
+        self.slowdown = heat.cpu_slowdown(profile, temps, self.affinity)
 
     # ---------------------------------------------------------------- parameters
 
@@ -978,7 +1011,7 @@ class Benchmark:
     def make_run(self, ex: Execution) -> Callable[[bool], int]:
         """A function doing one inference and returning its (reported) microseconds."""
         cpu, parts = self.node_costs(ex)
-        threads = ds.effective_threads(self.p["num_threads"], self.phone.sim)
+        threads = self.threads()
         cpu_nodes = ex.cpu_nodes()
         cpu_us = sum(cpu[i] for i in cpu_nodes) / threads
         delegate_us = sum(parts.values())
@@ -1001,7 +1034,7 @@ class Benchmark:
             assert isinstance(clock, VirtualClock)
 
             def run_model(_warmup: bool) -> int:
-                us = max((cpu_us + delegate_us) * noise(), 1.0)
+                us = max((cpu_us * self.slowdown + delegate_us) * noise(), 1.0)
                 clock.spend(us)
                 return int(us)
 
@@ -1047,12 +1080,14 @@ class Benchmark:
             if self.crash_signal is not None:
                 _die(self.crash_signal, self.marker)
             stat.add(run(True))
+            self.heat()
             if frequency > 0:
                 delay = next_finish - clock.now() / 1e6
                 next_finish += gap
             clock.sleep(delay)
             now = clock.now()
             runs += 1
+        self.heat(flush=True)
         if isinstance(clock, VirtualClock):
             clock.flush()
         self.out.info(stat.line() + "\n")
@@ -1200,7 +1235,7 @@ class Benchmark:
         """The two op-profiling sections; node times apportion each run by the cost model."""
         model = ex.model
         cpu, parts = self.node_costs(ex)
-        threads = ds.effective_threads(self.p["num_threads"], self.phone.sim)
+        threads = self.threads()
         rows: list[tuple[str, str, float]] = []  # type, name, share of a run
         xnn_parts = ex.xnnpack.parts if ex.xnnpack and not ex.applied else []
         in_xnn = {i: k for k, part in enumerate(xnn_parts) for i in part}

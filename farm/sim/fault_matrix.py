@@ -127,6 +127,7 @@ MATRIX: tuple[Row, ...] = (
         why="only a person at the phone can allow it: its cells are device_lost with the state; "
         "`--resume` runs them later",
     ),
+    _na("hot", "discovery", "heat changes no adb answer; the run row shows what it does"),
     # ---------------------------------------------------------------- push
     Row(
         "drop",
@@ -196,6 +197,7 @@ MATRIX: tuple[Row, ...] = (
         recovery=LOST,
         why="the phone refuses every call until allowed on the phone",
     ),
+    _na("hot", "push", "heat changes no transfer; the run row shows what it does"),
     # ---------------------------------------------------------------- launch
     Row(
         "drop",
@@ -266,6 +268,7 @@ MATRIX: tuple[Row, ...] = (
         recovery=LOST,
         why="the phone refuses every call until allowed on the phone",
     ),
+    _na("hot", "launch", "as at run: the cell starts hot (tests/lab/test_thermal.py)"),
     # ---------------------------------------------------------------- run
     Row(
         "drop",
@@ -337,6 +340,14 @@ MATRIX: tuple[Row, ...] = (
         why="the phone refuses every call; the detached benchmark ends on its own and "
         "`--resume` stops any left over",
     ),
+    Row(
+        "hot",
+        "run",
+        {"temp_c": 60},
+        recovery="none needed",
+        why="the phone heats past its throttling point mid-run: the cell is ok (its provenance "
+        "says how hot, and it is flagged throttled); with a `cooldown:` gate the next cell waits",
+    ),
     # ---------------------------------------------------------------- pull
     Row(
         "drop",
@@ -396,6 +407,7 @@ MATRIX: tuple[Row, ...] = (
         recovery=LOST,
         why="the phone refuses every call until allowed on the phone",
     ),
+    _na("hot", "pull", "the benchmark has ended; heat changes no transfer"),
 )
 
 

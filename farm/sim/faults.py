@@ -12,6 +12,8 @@ from Python (`rate=1_000_000`):
 - slow rate=BYTES_PER_S: bandwidth cap on the link, each way.
 - benchmark_crash [signal=N]: the benchmark binary dies by that signal (default 11).
 - unauthorized: CNXN answered with AUTH, so adb shows the phone `unauthorized`.
+- hot temp_c=T: the hottest thermal zone at T °C now (the others as far above their idle); the
+  phone then cools or heats from there as the heat model says (`clear` leaves it so).
 - clear: every fault above removed.
 """
 
@@ -58,6 +60,7 @@ FAULTS: dict[str, dict[str, tuple[Any, Any]]] = {
     "slow": {"rate": (parse_size, None)},
     "benchmark_crash": {"signal": (int, 11)},
     "unauthorized": {},
+    "hot": {"temp_c": (float, None)},
     "clear": {},
 }
 
@@ -125,6 +128,8 @@ async def apply_fault(phone: VirtualPhone, kind: str, **options: Any) -> None:
         faults.rate = float(values["rate"])
     elif kind == "benchmark_crash":
         phone.os.set_fault("benchmark_crash", signal=values["signal"])
+    elif kind == "hot":
+        phone.os.set_temperature(values["temp_c"])
     elif kind == "unauthorized":
         faults.unauthorized = True
         phone.drop()  # the server reconnects and meets the AUTH challenge

@@ -26,9 +26,12 @@ from the event loop's thread. Needs bwrap, and nsenter and setpriv from util-lin
 
 `state_dir` (`root/state`, `/data/vendor/farm_sim` inside, named by FARM_SIM_STATE) is shared
 with the `benchmark_model` stand-in: profile.json, engine, faults.json, running/ (one file per
-running benchmark, named by its pid: while one exists, `background()` heats the thermal zones)
-and, for a phone of a lab, cpu_lock: where the phone sees the lab's host CPU lock file
-(`CPU_LOCK`, bound read-only), which the litert engine holds while it times inferences.
+running benchmark, named by its pid: while one exists, `background()` heats the thermal zones,
+unless it says `self`: the stand-in heats them by its simulated load), thermal.json (the zone
+temperatures, `farm.sim.heat`), thermalservice (the `dumpsys thermalservice` text), settings
+(what `settings put` stored) and, for a phone of a lab, cpu_lock: where the phone sees the lab's
+host CPU lock file (`CPU_LOCK`, bound read-only), which the litert engine holds while it times
+inferences.
 
 Without bubblewrap (or when it cannot create namespaces) phones run UNCONFINED: shell commands run
 directly on the host as the current user, in their own process group, with cwd
@@ -61,6 +64,7 @@ from typing import Any
 
 from farm.profiles import PROFILE_DIR, Profile
 from farm.sim import android_files as af
+from farm.sim import heat
 
 log = logging.getLogger("farm.sim.phone_os")
 
@@ -170,7 +174,6 @@ class PhoneOS:
         self._storage_free_mb: int | None = None  # what df counts from while a disk is full
         self._groups: set[int] = set()
         self._userns_fds: tuple[int, ...] = ()  # (owner of the namespaces, the sandbox's own)
-        self._temps = [zone.idle_c for zone in profile.sim.thermal]
         self._busy = False
         self._prepare()
         if confine is None and not self.confined:
@@ -210,6 +213,8 @@ class PhoneOS:
                 path.unlink()
             path.symlink_to(target)
         self._busy = False
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        heat.update(self.state_dir, self.profile, lambda _t: heat.idle(self.profile))
         self._write_thermal(force=True)
 
     def _write_state(self) -> None:
@@ -223,6 +228,8 @@ class PhoneOS:
         _atomic_write(state / "engine", self.engine)
         _atomic_write(state / "faults.json", "{}")
         _atomic_write(state / "props", "")
+        if not (state / "settings").exists():  # a phone's settings survive its restarts
+            _atomic_write(state / "settings", "global/stay_on_while_plugged_in=0\n")
         self._write_cpu_lock()
 
     def _write_cpu_lock(self) -> None:
@@ -762,61 +769,97 @@ class PhoneOS:
             return False
         return text.rpartition(")")[2].split()[:1] != ["Z"]
 
-    # Thermal state.
-    def busy(self) -> bool:
-        """True while a benchmark runs (a running/ marker of a live process); drops stale ones."""
+    # Thermal state (farm.sim.heat).
+    def _load(self) -> tuple[bool, bool]:
+        """(a benchmark runs, one runs whose heat nobody reports): live running/ markers; a
+        marker saying `self` is a stand-in heating the phone by its own simulated load. Stale
+        markers are dropped."""
         running = self.state_dir / "running"
-        busy = False
+        busy = unreported = False
         try:
             entries = list(os.scandir(running))
         except OSError:
-            return False
+            return False, False
         for entry in entries:
-            if self._alive(entry.name):
-                busy = True
-            else:
+            if not self._alive(entry.name):
                 Path(entry.path).unlink(missing_ok=True)
-        return busy
+                continue
+            busy = True
+            try:
+                reports = Path(entry.path).read_text(encoding="utf-8").startswith(heat.HEAT_SELF)
+            except OSError:
+                reports = False
+            unreported = unreported or not reports
+        return busy, unreported
+
+    def busy(self) -> bool:
+        """True while a benchmark runs (a running/ marker of a live process); drops stale ones."""
+        return self._load()[0]
 
     def temperatures(self) -> dict[str, float]:
         """Current temperature of each thermal zone, by zone type, in °C."""
-        return {
-            zone.type: temp
-            for zone, temp in zip(self.profile.sim.thermal, self._temps, strict=True)
-        }
+        temps = heat.load(self.state_dir, self.profile)
+        return {zone.type: t for zone, t in zip(self.profile.sim.thermal, temps, strict=True)}
+
+    def time_scale(self) -> float:
+        """The lab's time_scale of this phone (1.0 unless set)."""
+        try:
+            return max(float((self.state_dir / "time_scale").read_text().strip()), 0.0)
+        except (OSError, ValueError):
+            return 1.0
+
+    def set_temperature(self, temp_c: float) -> None:
+        """Put the hottest zone at `temp_c` now, the others as far above idle (the `hot` fault)."""
+        heat.update(self.state_dir, self.profile, lambda _t: heat.started_at(self.profile, temp_c))
+        self._write_thermal(force=True)
 
     def tick(self, seconds: float) -> None:
-        """Advance the thermal state by `seconds`: heat under load, cool toward idle otherwise."""
-        busy = self.busy()
-        for index, zone in enumerate(self.profile.sim.thermal):
-            temp = self._temps[index]
-            if busy:
-                temp = min(zone.max_c, temp + zone.heat_per_s * seconds)
-            else:
-                temp = max(zone.idle_c, temp - zone.cool_per_s * seconds)
-            self._temps[index] = temp
+        """Advance the thermal state by `seconds`: heat under load, cool toward idle otherwise.
+
+        Seconds count at the lab's pace (`heat.speed` of its time_scale). A stand-in that
+        reports its own load heats the phone itself; the tick only mirrors that.
+        """
+        busy, unreported = self._load()
+        thermal_s = seconds * heat.speed(self.time_scale())
+        if unreported:
+            heat.update(
+                self.state_dir, self.profile, lambda t: heat.heated(self.profile, t, thermal_s)
+            )
+        elif not busy:
+            heat.update(
+                self.state_dir, self.profile, lambda t: heat.cooled(self.profile, t, thermal_s)
+            )
         changed_load = busy != self._busy
         self._busy = busy
         self._write_thermal(force=changed_load)
 
     def _write_thermal(self, *, force: bool = False) -> None:
         sys_dir = self.root / "sys"
-        for index, temp in enumerate(self._temps):
-            path = sys_dir / f"devices/virtual/thermal/thermal_zone{index}/temp"
-            text = af.millidegrees(temp)
-            if force or path.read_text() != text:
+        profile = self.profile
+        temps = heat.load(self.state_dir, profile)
+
+        def write(path: Path, text: str) -> None:
+            if force or not path.exists() or path.read_text() != text:
                 _atomic_write(path, text)
-        heat = max(
-            (t - z.idle_c for z, t in zip(self.profile.sim.thermal, self._temps, strict=True)),
-            default=0.0,
+
+        for index, temp in enumerate(temps):
+            write(
+                sys_dir / f"devices/virtual/thermal/thermal_zone{index}/temp", af.millidegrees(temp)
+            )
+        rise = max(
+            (t - z.idle_c for z, t in zip(profile.sim.thermal, temps, strict=True)), default=0.0
         )
-        battery = sys_dir / af.battery_temp_file()
-        text = f"{round((self.profile.sim.battery.temperature_c + 0.3 * heat) * 10)}\n"
-        if force or battery.read_text() != text:
-            _atomic_write(battery, text)
-        if force:
-            for rel, text in af.cur_freq_files(self.profile, self._busy).items():
-                _atomic_write(sys_dir / rel, text)
+        write(
+            sys_dir / af.battery_temp_file(),
+            f"{round((profile.sim.battery.temperature_c + 0.3 * rise) * 10)}\n",
+        )
+        factor, _status = heat.throttle(profile, temps)
+        caps = {
+            min(c.cpus): heat.max_freq_khz(profile, c, factor) for c in profile.sim.cpu.clusters
+        }
+        for rel, text in af.cur_freq_files(profile, self._busy, caps).items():
+            write(sys_dir / rel, text)
+        write(self.state_dir / "thermalservice", heat.thermalservice(profile, temps))
 
     async def background(self) -> None:
         """Run forever, updating the thermal state every `tick_s` seconds."""

@@ -35,7 +35,7 @@ def spec(value: object) -> DelegateSpec:
 
 
 def test_cross_product_in_interleaved_order():
-    config = Config(delegates=["cpu", "xnnpack"], threads=[1, 4], repeats=3)
+    config = Config(delegates=["cpu", "xnnpack"], threads=[1, 4], repeats=3, order="fixed")
     plan = make_plan([device("s1"), device("s2")], models(), config)
     assert len(plan.cells) == 2 * 2 * 2 * 2 * 3
     assert plan.total == len(plan.cells) and not plan.unsupported
@@ -51,6 +51,23 @@ def test_cross_product_in_interleaved_order():
         assert per_repeat[0][:4] == [("a", "cpu", 1), ("a", "cpu", 4), ("a", "xnnpack", 1),
                                      ("a", "xnnpack", 4)]  # fmt: skip
     assert len({c.key for c in plan.cells}) == len(plan.cells)
+
+
+def test_shuffled_rounds_follow_the_seed():
+    def order(seed: int) -> list[str]:
+        config = Config(delegates=["cpu", "xnnpack"], threads=[1, 2, 4], repeats=3, seed=seed)
+        return [c.key for c in make_plan([device("s1"), device("s2")], models(), config).cells]
+
+    fixed = Config(delegates=["cpu", "xnnpack"], threads=[1, 2, 4], repeats=3, order="fixed")
+    plain = [c.key for c in make_plan([device("s1"), device("s2")], models(), fixed).cells]
+    assert order(7) == order(7)  # the same seed, the same order
+    assert order(7) != order(8) and order(7) != plain
+    assert sorted(order(7)) == sorted(plain)  # the same cells
+    cells = make_plan([device("s1")], models(), Config(threads=[1, 2], repeats=4, seed=7)).cells
+    repeats = [c.repeat for c in cells]
+    assert repeats == sorted(repeats)  # rounds stay in order; only a round's cells move
+    rounds = [[(c.model, c.threads) for c in cells if c.repeat == r] for r in range(4)]
+    assert len({tuple(r) for r in rounds}) > 1  # each round draws its own order
 
 
 def test_cell_key_is_stable():
@@ -84,7 +101,7 @@ def test_the_plan_does_not_consult_profiles(monkeypatch: pytest.MonkeyPatch):
         profile="emulator_x86_64",
     )  # fmt: skip
     named = {"kind": "nnapi", "accelerator_name": "google-edgetpu"}
-    config = Config(delegates=["cpu", "gpu", named, "hexagon"], threads=[1, 2])
+    config = Config(delegates=["cpu", "gpu", named, "hexagon"], threads=[1, 2], order="fixed")
     plan = make_plan([emu], models()[:1], config)
     # Delegates that ignore threads run once, with the first count.
     assert [(c.delegate, c.threads) for c in plan.cells] == [
@@ -143,7 +160,7 @@ def test_nnapi_limits():
 
 
 def test_gpu_and_cpu_on_a_full_profile_are_supported():
-    config = Config(delegates=["cpu", "xnnpack", "gpu", "nnapi"], threads=[1])
+    config = Config(delegates=["cpu", "xnnpack", "gpu", "nnapi"], threads=[1], order="fixed")
     plan = make_plan([device(profile="pixel_7")], models()[:1], config)
     assert [c.delegate for c in plan.cells] == ["cpu", "xnnpack", "gpu", "nnapi"]
 
@@ -200,6 +217,7 @@ def test_variants_of_one_kind_threads_and_every_accelerator():
             {"kind": "nnapi", "accelerator_name": "*"},
         ],
         threads=[1, 4],
+        order="fixed",
     )
     known = ("google-edgetpu", "nnapi-reference")
     plan = make_plan([device("s1"), device("s2")], models()[:1], config,
