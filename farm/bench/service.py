@@ -22,11 +22,12 @@ from farm.android.discovery import Discovery, discover
 from farm.android.info import DeviceInfo
 from farm.bench.binaries import check_binaries
 from farm.bench.plan import ModelRef, Plan, make_plan
-from farm.bench.runner import DeviceJob, Runner, RunnerOptions, set_aside
+from farm.bench.runner import DeviceJob, ProgressMode, Runner, RunnerOptions, set_aside
 from farm.config import Config, load_config
 from farm.errors import ConfigError, InputError, NoDeviceError, OutputError
 from farm.models import check_file, validate_model
 from farm.report import write_outputs
+from farm.report.outputs import STEP_SUMMARY_VAR, append_step_summary
 from farm.results.journal import Journal, load_run
 from farm.results.model import (
     CellResult,
@@ -118,7 +119,7 @@ def run(
     config: Config | None = None,
     overrides: dict[str, Any] | None = None,
     resume: Path | None = None,
-    progress: bool = True,
+    progress: bool | ProgressMode = True,
     grace_s: float = 60.0,
     warn: Callable[[str], None] | None = None,
     options: RunnerOptions | None = None,
@@ -233,9 +234,10 @@ def run(
     )
     try:
         journal.finish(summary)
-        write_outputs(run_dir, data.cells, header=data.header)
+        paths = write_outputs(run_dir, data.cells, header=data.header)
     except OSError as exc:
         raise OutputError(f"{run_dir}: cannot write the report: {exc.strerror or exc}") from None
+    _step_summary(paths)
     return RunOutcome(
         run_dir=run_dir,
         counts=Counter(counts),
@@ -244,6 +246,19 @@ def run(
         cells=list(data.cells),
         warnings=warnings + outcome.warnings + list(data.warnings),
     )
+
+
+def _step_summary(paths: dict[str, Path]) -> None:
+    """In a CI job with $GITHUB_STEP_SUMMARY, append the Markdown report there."""
+    if "report.md" not in paths:
+        return
+    try:
+        append_step_summary(paths["report.md"])
+    except OSError as exc:
+        where = os.environ.get(STEP_SUMMARY_VAR, "")
+        raise OutputError(
+            f"{where}: cannot append the job summary: {exc.strerror or exc}"
+        ) from None
 
 
 def _saved_config(run_dir: Path, header: RunHeader) -> Config:

@@ -49,6 +49,8 @@ CELL_COLUMNS = [
     "log",
     "started_at",
     "duration_s",
+    "marks",
+    "comparable",
 ]
 GROUP = ["serial", "model", "delegate", "threads"]
 
@@ -89,6 +91,8 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         "speedup",
         "flags",
         "reason",
+        "marks",
+        "comparable",
     ]
     if df.empty:
         return pd.DataFrame(columns=columns)
@@ -265,6 +269,8 @@ def _cell_row(cell: CellResult) -> dict[str, Any]:
         "log": cell.log,
         "started_at": cell.started_at,
         "duration_s": cell.duration_s,
+        "marks": ",".join(cell.marks),
+        "comparable": cell.comparable,
     }
 
 
@@ -303,6 +309,9 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         row["status"] = max(set(statuses), key=statuses.count)
         row["reason"] = next((r for r in group["reason"] if r), "")
     row["flags"] = "; ".join(flags)
+    marks = sorted({m for text in ok["marks"] for m in str(text).split(",") if m})
+    row["marks"] = ",".join(marks)
+    row["comparable"] = bool(len(ok)) and not marks
     return row
 
 
