@@ -21,6 +21,7 @@ from matplotlib.ticker import FuncFormatter
 
 from farm.report.text import safe_text
 
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)  # RDF about the file: not needed
 ROW_IN = 0.32  # inches per device row: 20 devices stay legible
 _PALETTE = "tab10"
 _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
@@ -48,8 +49,7 @@ def _svg(fig: Figure, name: str) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
-    start = text.find("<svg")
-    svg = text[start:]
+    svg = _METADATA.sub("", text[text.find("<svg") :])
     return re.sub(r"<svg ", f'<svg class="plot" data-plot="{name}" role="img" ', svg, count=1)
 
 
