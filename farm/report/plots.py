@@ -11,6 +11,8 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import count
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from matplotlib.ticker import FuncFormatter
 from farm.report.text import safe_text
 
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)  # RDF about the file: not needed
+_ids = count()
 ROW_IN = 0.32  # inches per device row: 20 devices stay legible
 _PALETTE = "tab10"
 _PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
@@ -53,6 +56,12 @@ def _svg(fig: Figure, name: str) -> str:
     return re.sub(r"<svg ", f'<svg class="plot" data-plot="{name}" role="img" ', svg, count=1)
 
 
+def _data(name: str, *artists: Any) -> None:
+    """Tag what draws the data (id "<plot>-data-<n>" in the SVG) so a reader can find it."""
+    for artist in artists:
+        artist.set_gid(f"{name}-data-{next(_ids)}")
+
+
 def _label(device: object, serial: object, names: dict[str, str]) -> str:
     return names.get(str(serial)) or safe_text(device) or safe_text(serial)
 
@@ -68,7 +77,8 @@ def ranking_chart(ranking: pd.DataFrame, labels: dict[str, str]) -> str:
         ax = fig.subplots()
         y = np.arange(len(scored))[::-1]
         colors = ["#4c72b0" if not r.reference else "#dd8452" for r in scored.itertuples()]
-        ax.barh(y, scored["score"].to_numpy(float), color=colors, height=0.7)
+        bars = ax.barh(y, scored["score"].to_numpy(float), color=colors, height=0.7)
+        _data("ranking", *bars.patches)
         ax.axvline(100, color="#555", linewidth=0.8, linestyle="--")
         ax.set_yticks(y, names)
         for yi, score in zip(y, scored["score"], strict=True):
@@ -102,9 +112,12 @@ def latency_chart(rows: pd.DataFrame, labels: dict[str, str], name: str) -> str:
             color = cmap(vi % cmap.N)
             comparable = part["comparable"].astype(bool).to_numpy()
             ax.errorbar(x, y, xerr=err, fmt="none", ecolor=color, elinewidth=1, alpha=0.7)
-            ax.scatter(x[comparable], y[comparable], color=color, s=22, label=safe_text(variant))
+            dots = ax.scatter(
+                x[comparable], y[comparable], color=color, s=22, label=safe_text(variant)
+            )
+            _data(name, dots)
             if (~comparable).any():
-                ax.scatter(
+                hollow = ax.scatter(
                     x[~comparable],
                     y[~comparable],
                     facecolors="none",
@@ -112,6 +125,7 @@ def latency_chart(rows: pd.DataFrame, labels: dict[str, str], name: str) -> str:
                     s=22,
                     label=f"{safe_text(variant)} (marked)",
                 )
+                _data(name, hollow)
         names = [_label(rows[rows["serial"] == s]["device"].iloc[0], s, labels) for s in serials]
         ax.set_yticks(np.arange(len(serials))[::-1], names)
         ax.set_xscale("log")
@@ -141,7 +155,7 @@ def thread_chart(rows: pd.DataFrame, labels: dict[str, str], name: str) -> str:
                 if line.empty:
                     continue
                 label = _label(line["device"].iloc[0], serial, labels)
-                ax.plot(
+                (drawn,) = ax.plot(
                     line["threads"].astype(int),
                     line["latency_ms"],
                     marker="o",
@@ -149,6 +163,7 @@ def thread_chart(rows: pd.DataFrame, labels: dict[str, str], name: str) -> str:
                     color=cmap(si % cmap.N),
                     label=label,
                 )
+                _data(name, drawn)
             threads = sorted(int(t) for t in part["threads"].dropna().unique())
             ax.set_xscale("log", base=2)
             ax.set_xticks(threads, [str(t) for t in threads])
@@ -189,6 +204,7 @@ def speedup_heatmap(rows: pd.DataFrame, labels: dict[str, str], name: str) -> st
         ax.set_facecolor("#e6e6e6")
         norm = TwoSlopeNorm(vcenter=0.0, vmin=-span, vmax=span)
         image = ax.imshow(np.ma.masked_invalid(logs), cmap="RdBu", norm=norm, aspect="auto")
+        _data(name, image)
         for i in range(len(serials)):
             for j in range(len(configs)):
                 strong = not math.isnan(logs[i, j]) and abs(logs[i, j]) > span * 0.6
