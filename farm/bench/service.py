@@ -26,8 +26,7 @@ from farm.bench.runner import DeviceJob, ProgressMode, Runner, RunnerOptions, se
 from farm.config import Config, load_config
 from farm.errors import ConfigError, InputError, NoDeviceError, OutputError
 from farm.models import check_file, validate_model
-from farm.report import write_outputs
-from farm.report.outputs import STEP_SUMMARY_VAR, append_step_summary
+from farm.report import append_step_summary, write_outputs
 from farm.results.journal import Journal, load_run
 from farm.results.model import (
     CellResult,
@@ -255,7 +254,7 @@ def _step_summary(paths: dict[str, Path]) -> None:
     try:
         append_step_summary(paths["report.md"])
     except OSError as exc:
-        where = os.environ.get(STEP_SUMMARY_VAR, "")
+        where = os.environ.get("GITHUB_STEP_SUMMARY", "")
         raise OutputError(
             f"{where}: cannot append the job summary: {exc.strerror or exc}"
         ) from None

@@ -21,7 +21,7 @@ from farm.report.frame import (
     short_flags,
     summary_frame,
 )
-from farm.report.ranking import ranking_frame
+from farm.report.ranking import rank_text, ranking_frame
 from farm.report.text import safe_text
 from farm.results.model import CellResult
 
@@ -263,7 +263,7 @@ def _ranking_table(ranking: Any, labels: Mapping[str, str]) -> Table:
     )
     for row in ranking.itertuples():
         table.add_row(
-            Text("-" if row.rank is None or row.rank != row.rank else str(row.rank)),
+            Text(rank_text(row.rank)),
             Text(labels.get(str(row.serial), safe_text(row.serial))),
             Text("-" if row.score != row.score else f"{row.score:.1f}"),
             Text(str(row.models)),

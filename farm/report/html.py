@@ -15,7 +15,7 @@ import pandas as pd
 from farm.report import plots
 from farm.report.console import device_labels, latency_text, runs_text, speedup_text
 from farm.report.frame import cells_frame, problems_frame, summary_frame
-from farm.report.ranking import ranking_frame
+from farm.report.ranking import rank_text, ranking_frame
 from farm.report.text import safe_text
 from farm.results.model import CellResult, RunHeader
 
@@ -163,7 +163,7 @@ def _ranking(ranking: pd.DataFrame, labels: dict[str, str]) -> str:
             ["rank", "device", "score", "models", "best configuration per model", "note"],
             [
                 [
-                    (_int_text(r.rank), r.rank if not pd.isna(r.rank) else 1e9),
+                    (rank_text(r.rank), r.rank if not pd.isna(r.rank) else 1e9),
                     labels.get(str(r.serial), r.serial),
                     (_num(r.score, "{:.1f}"), r.score),
                     r.models,
@@ -267,10 +267,6 @@ def _num(value: Any, fmt: str) -> str:
     if isinstance(value, (int, float)) and math.isfinite(value):
         return fmt.format(value)
     return "-"
-
-
-def _int_text(value: Any) -> str:
-    return "-" if value is None or pd.isna(value) else str(int(value))
 
 
 def _cell(value: Any) -> str:

@@ -13,7 +13,7 @@ from farm.report.console import (
     speedup_text,
 )
 from farm.report.frame import best_per_device, cells_frame, problems_frame, summary_frame
-from farm.report.ranking import ranking_frame
+from farm.report.ranking import rank_text, ranking_frame
 from farm.report.text import md_text
 from farm.results.model import CellResult, RunHeader
 
@@ -127,7 +127,7 @@ def ranking_markdown(ranking: Any, labels: dict[str, str]) -> list[str]:
         ["rank", "device", "score", "models", "best configuration per model", "note"],
         [
             [
-                "-" if r.rank is None or r.rank != r.rank else str(r.rank),
+                rank_text(r.rank),
                 md_text(labels.get(str(r.serial), r.serial)),
                 "-" if r.score != r.score else f"{r.score:.1f}",
                 r.models,

@@ -28,6 +28,11 @@ RANKING_COLUMNS = [
 ]
 
 
+def rank_text(value: object) -> str:
+    """A rank as shown: '3', '-' for a device without a score."""
+    return "-" if value is None or pd.isna(value) else str(int(value))
+
+
 def best_comparable(summary: pd.DataFrame) -> pd.DataFrame:
     """Per device and model, the comparable configuration with the lowest mean latency."""
     ok = summary[summary["comparable"].astype(bool) & summary["latency_ms"].notna()]

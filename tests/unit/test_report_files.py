@@ -22,6 +22,7 @@ from farm.bench.runner import DeviceJob, Event, PlainProgress
 from farm.config import DelegateSpec
 from farm.errors import ConfigError
 from farm.report.junit import parse_fail_on, render_junit
+from farm.report.markdown import ranking_markdown
 from farm.report.ranking import ranking_frame
 from farm.results.model import Metrics, Status
 
@@ -73,6 +74,11 @@ def test_ranking_scores_against_the_first_device():
     assert ranking.loc["c", "note"] == "scored on 1 of 2 models (no comparable result for m2)"
     assert math.isnan(ranking.loc["d", "score"]) and pd.isna(ranking.loc["d", "rank"])
     assert list(ranking_frame(SUITE)["serial"]) == ["b", "a", "c", "d"]
+
+
+def test_a_device_without_a_score_is_shown_unranked():
+    text = "\n".join(ranking_markdown(ranking_frame(SUITE), {}))
+    assert "| - | d | - | 0/2 |" in text and "| 1 | b | 282.8 | 2/2 |" in text
 
 
 def test_ranking_reference_by_model_name_and_errors():
