@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages farm's virtual lab and tests use: bubblewrap (the virtual phones'
 # sandbox; nsenter, setpriv and unshare come with util-linux) and adb (Debian's adb 29, tested
-# beside the adb 36 in the adbutils wheel), then checks that bubblewrap can start a sandbox here.
+# beside the adb 36 in the adbutils wheel) and chromium (the browser report.html is tested in),
+# then checks that bubblewrap can start a sandbox here.
 #
 # What it could not do it says loudly: the tests that need it are then skipped (`make test`
 # ends with a line naming them). In strict mode (FARM_STRICT_ENV=1, `make test STRICT=1`,
@@ -31,6 +32,7 @@ missing_packages() {
     fi
   done
   [ -x /usr/bin/adb ] || need+=(adb)  # the tests run Debian's adb from there
+  [ -x /usr/bin/chromium ] || need+=(chromium)  # report.html is rendered in it
   echo "${need[@]}"
 }
 
@@ -54,6 +56,7 @@ for pkg in "${still[@]}"; do
     bubblewrap) problems+=("bubblewrap is not installed: the virtual phones run unconfined and the lab tests that need the sandbox do not run") ;;
     util-linux) problems+=("nsenter, setpriv or unshare (util-linux) is missing: no sandbox for the virtual phones, no mount-namespace tests") ;;
     adb) problems+=("Debian's adb (/usr/bin/adb) is not installed: the tests run only the adb bundled in adbutils") ;;
+    chromium) problems+=("chromium (/usr/bin/chromium) is not installed: the HTML report is not checked in a browser") ;;
   esac
 done
 if have bwrap &&
@@ -67,7 +70,7 @@ fi
   for problem in "${problems[@]}"; do
     echo "setup: WARNING: $problem."
   done
-  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux) and run again."
+  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux chromium) and run again."
   if [ "$strict" -eq 1 ]; then
     echo "setup: strict mode (FARM_STRICT_ENV / CI): the test suite cannot run whole here; stopping."
   else

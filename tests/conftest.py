@@ -95,10 +95,21 @@ def _unshare() -> list[str]:
     return ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _chromium() -> str | None:
+    """Debian's chromium, the browser the HTML report is checked in."""
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"Debian's chromium ({CHROMIUM}) is not installed (apt-get install chromium)"
+    return None
+
+
 PROBES: dict[str, Callable[[], str | None]] = {
     "bubblewrap": _bubblewrap,
     "debian-adb": _debian_adb,
     "mount-namespace": _mount_namespace,
+    "chromium": _chromium,
 }
 
 

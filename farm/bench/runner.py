@@ -12,13 +12,14 @@ import errno
 import logging
 import queue
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
 
 import adbutils
 from rich.console import Console
@@ -62,6 +63,8 @@ __all__ = [
     "PHASES",
     "DeviceJob",
     "Event",
+    "PlainProgress",
+    "ProgressMode",
     "Runner",
     "RunnerOptions",
     "log_name",
@@ -73,6 +76,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ProgressMode = Literal["rich", "plain", "off"]
 
 # Faults worth waiting out: the device or the adb server may come back.
 TRANSIENT = (DeviceUnavailable, DeviceTimeout, AdbServerError)
@@ -96,6 +100,7 @@ class Event:
     kind: str  # "status" | "cell" | "finished"
     text: str = ""
     status: Status | None = None
+    result: CellResult | None = None  # the finished cell of a "cell" event
 
 
 class PrefixLogger(logging.LoggerAdapter[logging.Logger]):
@@ -119,7 +124,7 @@ class Runner:
         run_dir: Path,
         run_id: str,
         options: RunnerOptions | None = None,
-        progress: bool = True,
+        progress: bool | ProgressMode = True,
     ) -> None:
         self.jobs = jobs
         self.config = config
@@ -146,7 +151,7 @@ class Runner:
                 raise
             self.outcome.counts[result.status] += 1
             self.outcome.cells.append(result)
-        self.events.put(Event(result.serial, "cell", status=result.status))
+        self.events.put(Event(result.serial, "cell", status=result.status, result=result))
 
     def warn(self, text: str) -> None:
         """A warning the user sees at the end of the run (and in farm.log)."""
@@ -175,11 +180,21 @@ class Runner:
         workers = [_DeviceWorker(self, job) for job in self.jobs if job.cells]
         for w in workers:
             w.start()
-        display = _Display(self.jobs, enabled=self.progress)
+        mode: ProgressMode
+        if isinstance(self.progress, bool):
+            mode = "rich" if self.progress else "off"
+        else:
+            mode = self.progress
+        display: _Display | PlainProgress
+        if mode == "plain":
+            display = PlainProgress(self.jobs)
+        else:
+            display = _Display(self.jobs, enabled=mode == "rich")
         with display:
             alive = len(workers)
             while alive:
                 try:
+                    display.tick()
                     try:
                         event = self.events.get(timeout=0.2)
                     except queue.Empty:
@@ -245,6 +260,86 @@ class _Display:
     def note(self, text: str) -> None:
         if self._progress is not None:
             self._progress.console.print(text, markup=False)
+
+    def tick(self) -> None:
+        """rich redraws by itself."""
+
+
+class PlainProgress:
+    """Progress for logs (no terminal, CI): one plain line per finished cell, and a heartbeat
+    line when nothing was printed for HEARTBEAT_S. Drawn only by the main thread."""
+
+    HEARTBEAT_S = 30.0
+
+    def __init__(
+        self,
+        jobs: list[DeviceJob],
+        *,
+        stream: IO[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.jobs = jobs
+        self.total = sum(len(job.cells) for job in jobs)
+        self.done = 0
+        self.state = {job.info.serial: "waiting" for job in jobs}
+        self.stream = stream
+        self.clock = clock
+        self.started = self.last = clock()
+
+    def __enter__(self) -> PlainProgress:
+        devices = len([job for job in self.jobs if job.cells])
+        self._write(f"running {self.total} cells on {devices} device(s)")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, event: Event) -> None:
+        """A finished cell is one line; status changes are kept for the heartbeat."""
+        if event.kind == "cell" and event.result is not None:
+            self.done += 1
+            self._write(f"cell {self.done}/{self.total} {cell_line(event.result)}")
+        elif event.kind == "status":
+            self.state[event.serial] = event.text
+        elif event.kind == "finished":
+            self.state[event.serial] = event.text or "done"
+
+    def tick(self) -> None:
+        """The heartbeat: what every device is doing, when nothing was printed for a while."""
+        if self.clock() - self.last < self.HEARTBEAT_S:
+            return
+        doing = "; ".join(f"{serial}: {text}" for serial, text in self.state.items())
+        self._write(f"still running: {self.done}/{self.total} cells done; {doing}")
+
+    def note(self, text: str) -> None:
+        self._write(text)
+
+    def _write(self, text: str) -> None:
+        now_s = self.clock()
+        stream = self.stream or sys.stderr
+        print(f"[{now_s - self.started:6.0f}s] {safe_text(text)}", file=stream, flush=True)
+        self.last = now_s
+
+
+def cell_line(result: CellResult) -> str:
+    """'serial Pixel 7 · model · gpu · 1t · ok · 5.12 ms': one finished cell, one line."""
+    metrics = result.metrics
+    avg = metrics.inference_avg_us if metrics is not None else None
+    parts = [
+        f"{result.serial} {result.device.model}".strip(),
+        result.model,
+        result.delegate,
+        f"{result.threads}t",
+        result.status.value,
+    ]
+    if result.status is Status.OK and avg is not None:
+        parts.append(f"{avg / 1000.0:.2f} ms")
+    if result.marks:
+        parts.append(", ".join(result.marks))
+    if result.status is not Status.OK and result.reason:
+        reason = safe_text(result.reason)
+        parts.append(reason if len(reason) <= 100 else reason[:99] + "…")
+    return " · ".join(parts)
 
 
 class _DeviceWorker(threading.Thread):

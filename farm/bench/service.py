@@ -23,11 +23,11 @@ from farm.android.info import DeviceInfo
 from farm.bench.binaries import check_binaries
 from farm.bench.devices import read_inventories
 from farm.bench.plan import ModelRef, Plan, make_plan
-from farm.bench.runner import DeviceJob, Runner, RunnerOptions, set_aside
+from farm.bench.runner import DeviceJob, ProgressMode, Runner, RunnerOptions, set_aside
 from farm.config import Config, load_config
 from farm.errors import ConfigError, InputError, NoDeviceError, OutputError
 from farm.models import check_file, validate_model
-from farm.report import write_outputs
+from farm.report import append_step_summary, write_outputs
 from farm.results.journal import Journal, load_run
 from farm.results.model import (
     CellResult,
@@ -119,7 +119,7 @@ def run(
     config: Config | None = None,
     overrides: dict[str, Any] | None = None,
     resume: Path | None = None,
-    progress: bool = True,
+    progress: bool | ProgressMode = True,
     grace_s: float = 60.0,
     warn: Callable[[str], None] | None = None,
     options: RunnerOptions | None = None,
@@ -259,9 +259,10 @@ def run(
     )
     try:
         journal.finish(summary)
-        write_outputs(run_dir, data.cells, header=data.header)
+        paths = write_outputs(run_dir, data.cells, header=data.header)
     except OSError as exc:
         raise OutputError(f"{run_dir}: cannot write the report: {exc.strerror or exc}") from None
+    _step_summary(paths)
     return RunOutcome(
         run_dir=run_dir,
         counts=Counter(counts),
@@ -271,6 +272,19 @@ def run(
         warnings=warnings + outcome.warnings + list(data.warnings),
         seed=config.seed,
     )
+
+
+def _step_summary(paths: dict[str, Path]) -> None:
+    """In a CI job with $GITHUB_STEP_SUMMARY, append the Markdown report there."""
+    if "report.md" not in paths:
+        return
+    try:
+        append_step_summary(paths["report.md"])
+    except OSError as exc:
+        where = os.environ.get("GITHUB_STEP_SUMMARY", "")
+        raise OutputError(
+            f"{where}: cannot append the job summary: {exc.strerror or exc}"
+        ) from None
 
 
 def _saved_config(run_dir: Path, header: RunHeader) -> Config:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,7 +43,7 @@ def demo_command(
     ] = True,
 ) -> None:
     """Start four virtual phones, benchmark the sample models, print the report, stop the lab."""
-    from farm.cli.run import show_result
+    from farm.cli.run import progress_mode, show_result
 
     if engine not in ("litert", "model"):
         raise ConfigError(f"--engine: unknown engine {engine!r} (known: litert, model)")
@@ -53,7 +52,7 @@ def demo_command(
         engine=engine,
         out=out,
         model_dir=model_dir,
-        progress=progress and sys.stderr.isatty(),
+        progress=progress_mode(progress),
         say=lambda text: typer.echo(text, err=True),
     )
     show_result(result)
@@ -98,7 +97,7 @@ def run_demo(
     engine: str,
     out: Path,
     model_dir: Path,
-    progress: bool,
+    progress: Any,
     say: Any,
 ) -> Any:
     """Lab up on a private adb server, run the demo matrix, lab down (also on error or Ctrl-C)."""

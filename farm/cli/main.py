@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "farm.cli.binaries",
     "farm.cli.run",
     "farm.cli.demo",
+    "farm.cli.report",
 )
 
 

@@ -98,7 +98,7 @@ def run_command(
         config,
         overrides=overrides,
         resume=resume,
-        progress=progress and not as_json and sys.stderr.isatty(),
+        progress=progress_mode(progress, rich=not as_json),
         grace_s=grace,
         warn=lambda text: typer.echo(f"farm: warning: {safe_text(text)}", err=True),
     )
@@ -107,6 +107,16 @@ def run_command(
     else:
         show_result(result)
     raise typer.Exit(result.exit_code)
+
+
+def progress_mode(wanted: bool, *, rich: bool = True) -> str:
+    """rich progress on a terminal (when `rich`); without a terminal (logs, CI) plain lines on
+    stderr: one per finished cell, and a heartbeat."""
+    if not wanted:
+        return "off"
+    if sys.stderr.isatty():
+        return "rich" if rich else "off"
+    return "plain"
 
 
 def outcome_dict(result: RunOutcome) -> dict[str, Any]:

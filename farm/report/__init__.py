@@ -1,4 +1,7 @@
-"""Reports built from a run's cells: console, Markdown, CSV, JSON."""
+"""Reports built from a run's cells: console, Markdown, CSV, JSON, HTML, JUnit.
+
+The wrappers here import the renderers (pandas, matplotlib) only when called.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,14 @@ def write_outputs(
     *,
     header: RunHeader | None = None,
 ) -> dict[str, Path]:
-    """Write report.md, results.csv and results.json into the run folder (see report.outputs)."""
+    """Write the report files into the run folder (see report.outputs)."""
     from farm.report.outputs import write_outputs as _write
 
     return _write(run_dir, cells, header=header)
+
+
+def append_step_summary(markdown_path: Path) -> Path | None:
+    """Append report.md to the CI job summary $GITHUB_STEP_SUMMARY names, if set."""
+    from farm.report.outputs import append_step_summary as _append
+
+    return _append(markdown_path)

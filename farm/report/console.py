@@ -21,6 +21,7 @@ from farm.report.frame import (
     short_flags,
     summary_frame,
 )
+from farm.report.ranking import rank_text, ranking_frame
 from farm.report.text import safe_text
 from farm.results.model import CellResult
 
@@ -44,6 +45,7 @@ def print_report(
     *,
     console: Console | None = None,
     title: str | None = None,
+    reference: str | None = None,
 ) -> None:
     """Print the report of these cell lines (device text is never read as markup)."""
     console = console or report_console()
@@ -80,6 +82,10 @@ def print_report(
     if not problems.empty:
         console.print()
         console.print(_problems_table(problems, labels))
+    ranking = ranking_frame(summary, reference)
+    if not ranking.empty and not ranking["score"].isna().all():
+        console.print()
+        console.print(_ranking_table(ranking, labels))
 
 
 def _status_style(row: Any) -> str:
@@ -250,5 +256,27 @@ def _problems_table(problems: Any, labels: Mapping[str, str]) -> Table:
             Text(safe_text(row["status"])),
             Text(str(row["cells"])),
             Text(safe_text(row["reason"])),
+        )
+    return table
+
+
+def _ranking_table(ranking: Any, labels: Mapping[str, str]) -> Table:
+    table = _table(
+        ("rank", "right"),
+        ("device", "left"),
+        ("score", "right"),
+        ("models", "right"),
+        ("best configuration per model", "left"),
+        ("note", "left"),
+        title="Device ranking (reference = 100, higher is faster)",
+    )
+    for row in ranking.itertuples():
+        table.add_row(
+            Text(rank_text(row.rank)),
+            Text(labels.get(str(row.serial), safe_text(row.serial))),
+            Text("-" if row.score != row.score else f"{row.score:.1f}"),
+            Text(str(row.models)),
+            Text(safe_text(row.configs)),
+            Text(safe_text(row.note)),
         )
     return table

@@ -67,6 +67,7 @@ CELL_COLUMNS = [
     "temp_after_c",
     "cooldown_s",
     "battery_pct",
+    "comparable",
 ]
 TOP_OPS = 5  # node types shown per cell
 GROUP = ["serial", "model", "delegate", "threads"]
@@ -144,6 +145,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         "top_ops",
         "hot",
         "throttled",
+        "comparable",
     ]
     if df.empty:
         return pd.DataFrame(columns=columns)
@@ -283,7 +285,7 @@ def short_flags(row: Any) -> list[str]:
     )
     if row["repeats_ok"] < row["repeats"]:
         flags.append(f"{row['repeats_ok']}/{row['repeats']} ok")
-    marks = [m for m in str(row.get("marks") or "").split(", ") if m]
+    marks = [m for m in str(row.get("marks") or "").split(",") if m]
     return [*marks, *flags]
 
 
@@ -330,7 +332,7 @@ def _cell_row(cell: CellResult) -> dict[str, Any]:
         "repeat": cell.repeat,
         "status": cell.status.value,
         "verdict": cell.verdict.value if cell.verdict is not None else "",
-        "marks": ", ".join(cell.marks),
+        "marks": ",".join(cell.marks),
         "reason": cell.reason or "",
         "latency_ms": _ms(metrics.inference_avg_us),
         "std_ms": _ms(metrics.inference_std_us),
@@ -367,6 +369,7 @@ def _cell_row(cell: CellResult) -> dict[str, Any]:
         "temp_after_c": after.hottest_c if after is not None else None,
         "cooldown_s": thermal.waited_s if thermal is not None else None,
         "battery_pct": before.battery.level if before is not None else None,
+        "comparable": cell.comparable,
     }
 
 
@@ -391,7 +394,7 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         "runs": None,
         "coverage": next((c for c in group["coverage"] if c), ""),
         "verdict": _most_common(group["verdict"]),
-        "marks": ", ".join(dict.fromkeys(m for ms in ok["marks"] for m in ms.split(", ") if m)),
+        "marks": ",".join(dict.fromkeys(m for ms in ok["marks"] for m in ms.split(",") if m)),
         "speedup": math.nan,
         "top_ops": next((t for t in group["top_ops"] if t), ""),
         "hot": bool(group["hot"].any()),
@@ -410,9 +413,9 @@ def _summarise(group: pd.DataFrame) -> dict[str, Any]:
         statuses = list(group["status"])
         row["status"] = max(set(statuses), key=statuses.count)
         row["reason"] = next((r for r in group["reason"] if r), "")
-    if row["marks"]:
-        flags.insert(0, row["marks"])
-    row["flags"] = "; ".join(flags)
+    marks = [m for m in row["marks"].split(",") if m]
+    row["flags"] = "; ".join([*marks, *flags])
+    row["comparable"] = bool(len(ok)) and not disqualified(marks)
     return row
 
 

@@ -13,11 +13,14 @@ from farm.report.console import (
     speedup_text,
 )
 from farm.report.frame import best_per_device, cells_frame, problems_frame, summary_frame
+from farm.report.ranking import rank_text, ranking_frame
 from farm.report.text import md_text
 from farm.results.model import CellResult, RunHeader
 
 
-def render_markdown(cells: Iterable[CellResult], *, header: RunHeader | None = None) -> str:
+def render_markdown(
+    cells: Iterable[CellResult], *, header: RunHeader | None = None, reference: str | None = None
+) -> str:
     """The Markdown report of these cell lines; device-sourced text is escaped."""
     df = cells_frame(cells)
     out = ["# farm report", ""]
@@ -91,6 +94,7 @@ def render_markdown(cells: Iterable[CellResult], *, header: RunHeader | None = N
             ],
         )
     out += _top_ops(summary, labels)
+    out += ranking_markdown(ranking_frame(summary, reference), labels)
     problems = problems_frame(df)
     if not problems.empty:
         out += ["## Cells without a number, and fallbacks", ""]
@@ -143,6 +147,33 @@ def _order(header: RunHeader) -> str | None:
         return None
     seed = config.get("seed")
     return f"{config['order']}, seed {seed}" if config["order"] == "shuffled" else "fixed"
+
+
+def ranking_markdown(ranking: Any, labels: dict[str, str]) -> list[str]:
+    """The device ranking section (empty when no device has a comparable result)."""
+    if ranking.empty or ranking["score"].isna().all():
+        return []
+    out = [
+        "## Device ranking",
+        "",
+        "Score: 100 × geometric mean over shared models of the reference device's best "
+        "latency over this device's (ok, unmarked configurations only); higher is faster.",
+        "",
+    ]
+    return out + _table(
+        ["rank", "device", "score", "models", "best configuration per model", "note"],
+        [
+            [
+                rank_text(r.rank),
+                md_text(labels.get(str(r.serial), r.serial)),
+                "-" if r.score != r.score else f"{r.score:.1f}",
+                r.models,
+                md_text(r.configs),
+                md_text(r.note),
+            ]
+            for r in ranking.itertuples()
+        ],
+    )
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

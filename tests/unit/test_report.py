@@ -360,9 +360,10 @@ def test_write_outputs(tmp_path: Path):
     (run / "results.jsonl").write_text(json.dumps(header.to_json()) + "\n")
     cells = lab_cells() + [line(HOSTILE, "cpu", 1, avg_us=1000, std_us=1)]
     paths = write_outputs(run, cells)
-    assert sorted(p.name for p in paths.values()) == ["report.md", "results.csv", "results.json"]
-    assert sorted(p.name for p in run.iterdir()) == [
-        "report.md", "results.csv", "results.json", "results.jsonl"]  # fmt: skip
+    outputs = ["junit.xml", "ranking.csv", "report.html", "report.md", "results.csv",
+               "results.json"]  # fmt: skip
+    assert sorted(p.name for p in paths.values()) == outputs
+    assert sorted(p.name for p in run.iterdir()) == sorted([*outputs, "results.jsonl"])
     report = (run / "report.md").read_text()
     assert "- run: 20260101-000000-abc" in report  # header read from results.jsonl
 

@@ -1,0 +1,48 @@
+"""`farm report RUN_DIR`: write a run folder's report files again from its results.jsonl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add `farm report` to the app."""
+    app.command("report")(report_command)
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (or its results.jsonl).")],
+    formats: Annotated[
+        str,
+        typer.Option("--format", "-f", help="Outputs to write: html,md,csv,json,junit."),
+    ] = "html,md,csv,json,junit",
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            help="Reference device of the ranking: a serial or a device model (default: the "
+            "first device).",
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str,
+        typer.Option(
+            "--fail-on",
+            help="What junit.xml reports as a failure: failed,fallback,inaccurate,regression.",
+        ),
+    ] = "failed",
+) -> None:
+    """Regenerate report.html, report.md, results.csv/json and junit.xml of a run folder
+    (folders written by older farm versions included)."""
+    from farm.report.junit import parse_fail_on
+    from farm.report.outputs import parse_formats, regenerate
+
+    kinds = parse_fail_on(fail_on)
+    chosen = parse_formats(formats)
+    folder = run_dir.parent if run_dir.is_file() else run_dir
+    paths = regenerate(folder, formats=chosen, reference=reference, fail_on=kinds)
+    for path in paths.values():
+        typer.echo(str(path))
