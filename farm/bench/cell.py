@@ -274,17 +274,7 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
     while True:
         host.phase("launch", cell)
         host.status(f"{cell.model} {cell.delegate} t{cell.threads} r{cell.repeat}")
-        job = host.retry(
-            "launch",
-            lambda: jobs.launch(
-                host.device,
-                command,
-                log=remote_log,
-                binary=host.binary.remote_path,
-                timeout=opt.command_timeout_s,
-                grace_s=opt.kill_wait_s,
-            ),
-        )
+        job = launch_job(host, command, remote_log)
         if job is None:
             return result(Status.ERROR, "launch printed no pid")
         host.phase("run", cell)
@@ -333,6 +323,24 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
     if parsed.status != "ok":
         return result(Status.FAILED, parsed.reason, log=log, parsed=parsed, exit_status=exit_status)
     return result(Status.OK, log=log, parsed=parsed, exit_status=exit_status)
+
+
+def launch_job(
+    host: CellHost, command: str, remote_log: str, what: str = "launch"
+) -> jobs.Job | None:
+    """Start `command` detached on the device with its output in `remote_log` (retried)."""
+    opt = host.options
+    return host.retry(
+        what,
+        lambda: jobs.launch(
+            host.device,
+            command,
+            log=remote_log,
+            binary=host.binary.remote_path,
+            timeout=opt.command_timeout_s,
+            grace_s=opt.kill_wait_s,
+        ),
+    )
 
 
 def _wait(host: CellHost, job: jobs.Job, t0: float) -> tuple[bool, int | None]:

@@ -91,7 +91,8 @@ def _status_style(row: Any) -> str:
 LEGEND = (
     "latency: mean ± std of the timed runs, ms · vs CPU: speed-up over CPU with 1 thread · "
     f"noisy: std ≥ {UNSTABLE_STD_RATIO:.0%} of the mean · "
-    "fallback: the delegate did not run, the number is the CPU's (never best, no vs CPU)"
+    "fallback: the delegate did not run, the number is the CPU's (never best, no vs CPU) · "
+    "inaccurate: outputs over the tolerance against the CPU's (never best)"
 )
 
 
