@@ -43,7 +43,7 @@ from farm.bench.cell import (  # the cell's own launch, wait and pull steps
 )
 from farm.bench.deploy import ensure_file, sha256_file
 from farm.bench.flags import accuracy_args, benchmark_args
-from farm.bench.parse import parse_file
+from farm.bench.parse import BenchmarkResult, parse_file
 from farm.bench.plan import Cell, ModelRef
 from farm.config import AccuracySettings, Config, DelegateSpec, Tolerance
 from farm.errors import DeviceError, InputError, RemoteFileMissing
@@ -594,6 +594,27 @@ def _variant_accuracy(host: CellHost, cell: Cell) -> Accuracy:
     return replace(base, status=status, reason=reason, tensors=tensors, reference_output=ref_file)
 
 
+def unsupported_reason(parsed: Sequence[BenchmarkResult]) -> str | None:
+    """Why the binary cannot do accuracy runs: the flags it printed as unconsumed (None: it
+    knows them all)."""
+    unknown = sorted(
+        {
+            m.group(1)
+            for r in parsed
+            for w in r.warnings
+            if w.startswith("Unconsumed cmdline flags")
+            for m in _UNKNOWN_FLAGS.finditer(w)
+        }
+    )
+    if not unknown:
+        return None
+    flags = ", ".join(f"--{name}" for name in unknown)
+    return (
+        f"this benchmark_model does not know {flags} (--input_layer_value_files came with "
+        "TF 2.3, --output_filepath with TF 2.10)"
+    )
+
+
 def untimed(config: Config) -> Config:
     """The config of an accuracy invocation: one inference, no warm-up, no memory polling."""
     return config.model_copy(
@@ -678,23 +699,9 @@ def _run_on_device(
             computed=not _NO_INFERENCE.search(text),
         )
     parsed = parse_file(local_log, exit_status=exit_status) if have_log else []
-    unknown = sorted(
-        {
-            m.group(1)
-            for r in parsed
-            for w in r.warnings
-            if w.startswith("Unconsumed cmdline flags")
-            for m in _UNKNOWN_FLAGS.finditer(w)
-        }
-    )
-    if unknown:
-        flags = ", ".join(f"--{name}" for name in unknown)
-        return replace(
-            result,
-            status=AccuracyStatus.UNSUPPORTED,
-            reason=f"this benchmark_model does not know {flags} (--input_layer_value_files "
-            "came with TF 2.3, --output_filepath with TF 2.10)",
-        )
+    unsupported = unsupported_reason(parsed)
+    if unsupported:
+        return replace(result, status=AccuracyStatus.UNSUPPORTED, reason=unsupported)
     if timed_out:
         return replace(
             result, reason=f"accuracy run still going after {opt.run_deadline_s:g} s; killed"
