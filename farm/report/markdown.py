@@ -9,6 +9,7 @@ from farm.report.console import (
     device_heading,
     device_labels,
     latency_text,
+    number_text,
     runs_text,
     speedup_text,
 )
@@ -169,20 +170,16 @@ def _accuracy(df: Any, labels: Mapping[str, str]) -> list[str]:
                     md_text(r.model),
                     md_text(r.delegate),
                     md_text(r.accuracy_reference),
-                    _number(r.max_abs_error),
-                    _number(r.max_rel_error),
-                    _number(r.cosine, digits=6),
-                    _number(r.top1_agreement),
+                    number_text(r.max_abs_error),
+                    number_text(r.max_rel_error),
+                    number_text(r.cosine, digits=6),
+                    number_text(r.top1_agreement),
                     md_text(r.accuracy),
                 ]
                 for r in checked.itertuples()
             ],
         ),
     ]
-
-
-def _number(value: Any, digits: int = 3) -> str:
-    return "-" if value is None or value != value else f"{float(value):.{digits}g}"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

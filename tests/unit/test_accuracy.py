@@ -298,3 +298,11 @@ def test_reports_show_the_check_and_never_call_an_inaccurate_cell_best() -> None
     section = md.split("## Accuracy", 1)[1].split("##", 1)[0]
     assert "| nnapi | device-cpu | 0.9 | 1.2 | 0.02 | 0 | inaccurate |" in section
     assert "| cpu | host-litert |" in section
+    import io
+
+    from farm.report.console import print_report, report_console
+
+    buffer = io.StringIO()
+    print_report(cells, console=report_console(buffer))
+    table = buffer.getvalue().split("Accuracy (outputs on fixed inputs", 1)[1]
+    assert "device-cpu" in table and "0.02" in table and "inaccurate" in table
