@@ -56,6 +56,8 @@ OWNED_FLAGS = {
     "external_delegate_options": "an external delegate's options:",
     "nnapi_accelerator_name": "accelerator_name:",
     "require_full_delegation": "require_full_delegation: on the delegate",
+    "input_layer_value_files": "accuracy: {inputs: {name: file.npy}}",
+    "output_filepath": "accuracy: true (farm writes, pulls and compares the outputs)",
 }
 # accelerator_name "*": one variant per NNAPI accelerator the device reports.
 ALL_ACCELERATORS = "*"
@@ -86,6 +88,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Tolerance(_Strict):
+    """How far a delegate's outputs may be from the reference; unset limits are not checked.
+
+    `max_rel`: max |error| over the larger of max |reference| and max |output|; `max_abs`:
+    max |error|; `max_quanta`: max |error| in steps of a quantized output's scale;
+    `min_cosine`: cosine similarity; `min_top1`: share of rows whose top-1 class agrees.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_rel: float | None = Field(default=None, ge=0)
+    max_abs: float | None = Field(default=None, ge=0)
+    max_quanta: float | None = Field(default=None, ge=0)
+    min_cosine: float | None = Field(default=None, ge=-1, le=1)
+    min_top1: float | None = Field(default=None, ge=0, le=1)
+
+    def over(self, other: Tolerance | None) -> Tolerance:
+        """These limits where set, `other`'s for the rest."""
+        if other is None:
+            return self
+        return other.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class AccuracySettings(_Strict):
+    """`accuracy:`: compare each delegate's outputs with the CPU's on fixed inputs.
+
+    `true`/`false`, or a mapping: `inputs` (input tensor name → .npy file; others are made
+    from a seeded generator), `seed`, `tolerances` (delegate label or kind → limits).
+    """
+
+    enabled: bool = True
+    inputs: dict[str, str] = Field(default_factory=dict)
+    seed: int = Field(default=0, ge=0)
+    tolerances: dict[str, Tolerance] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class DelegateSpec(_Strict):
     """One delegate to benchmark, with its options; a plain string like "gpu" is accepted too."""
 
@@ -109,6 +152,7 @@ class DelegateSpec(_Strict):
     threads: list[int] | None = None  # None: the sweep for cpu/xnnpack, the first count else
     require_full_delegation: bool | None = None
     benchmark_flags: dict[str, str] = Field(default_factory=dict)
+    accuracy_tolerance: Tolerance | None = None  # limits for this variant's accuracy check
 
     @field_validator("benchmark_flags", mode="before")
     @classmethod
@@ -342,6 +386,10 @@ class Config(_Strict):
         """Above this hottest-zone temperature a cell starts hot (cooldown.max_temp_c)."""
         return (self.cooldown or Cooldown()).max_temp_c
 
+    accuracy: AccuracySettings = Field(
+        default_factory=lambda: AccuracySettings(enabled=False)
+    )  # outputs compared with the CPU's
+
     @model_validator(mode="before")
     @classmethod
     def _translation_under_binaries(cls, value: Any) -> Any:
@@ -452,8 +500,8 @@ def load_config(path: Path | None, *, overrides: Mapping[str, Any] | None = None
 
     Overrides (None values are ignored): model (list of paths), delegate ("cpu,gpu" or list),
     threads ("1,2,4" or list), repeats, serial (str or list), out, flag (list of NAME=VALUE),
-    seed. ANDROID_SERIAL selects a device when no serial is configured. Errors are ConfigError
-    naming file, line and key.
+    seed, accuracy (True turns the accuracy check on). ANDROID_SERIAL selects a device when no
+    serial is configured. Errors are ConfigError naming file, line and key.
     """
     data: dict[str, Any] = {}
     root: yaml.Node | None = None
@@ -488,6 +536,8 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
         update["repeats"] = _int_flag("--repeats", overrides["repeats"])
     if overrides.get("out"):
         update["output"] = str(overrides["out"])
+    if overrides.get("accuracy"):
+        update["accuracy"] = config.accuracy.model_copy(update={"enabled": True}).model_dump()
     if overrides.get("flag"):
         update["benchmark_flags"] = config.benchmark_flags | _tool_flags_from_cli(
             _as_list(overrides["flag"])
@@ -579,6 +629,9 @@ def _relative_to(config: Config, base: Path) -> Config:
         update={
             "models": [fix(m) for m in config.models],
             "binaries": {abi: fix(p) for abi, p in config.binaries.items()},
+            "accuracy": config.accuracy.model_copy(
+                update={"inputs": {k: fix(p) for k, p in config.accuracy.inputs.items()}}
+            ),
         }
     )
 

@@ -7,7 +7,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +68,22 @@ class ModelInfo(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict, node_count and ops included."""
         return {**self.model_dump(), "node_count": self.node_count, "ops": self.ops}
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Inside the block, the process's stderr (fd 2) goes nowhere: LiteRT's runtime prints
+    INFO lines there that would repeat or clutter what farm prints."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def check_file(path: str | Path) -> None:

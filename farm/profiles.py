@@ -83,7 +83,8 @@ class Battery(_Strict):
 
 
 class Failure(_Strict):
-    """A way a delegate fails on this device: when the model matches, the run fails so.
+    """A way a delegate fails on this device: when the model matches, the run fails so (or,
+    for `wrong_results`, silently computes garbage).
 
     `when`: always, quantized, float, has_op (the model holds op `op`, e.g. CUMSUM: models reach
     a phone named by content hash, so this is how a profile singles out a model) or model_glob
@@ -93,8 +94,9 @@ class Failure(_Strict):
     when: Literal["always", "quantized", "float", "has_op", "model_glob"] = "always"
     model_glob: str = ""
     op: str = ""  # a TFLite builtin (or custom) op name, for `when: has_op`
-    kind: Literal["init_error", "prepare_error", "crash"] = "prepare_error"
-    # Tool lines the stand-in prints (e.g. the NNAPI error); `crash` dies by `signal`.
+    kind: Literal["init_error", "prepare_error", "crash", "wrong_results"] = "prepare_error"
+    # Tool lines the stand-in prints (e.g. the NNAPI error); `crash` dies by `signal`;
+    # `wrong_results` runs without a word and writes outputs far from the CPU's.
     message: str = ""
     signal: int = 11
 
@@ -105,6 +107,11 @@ class Failure(_Strict):
         if self.when == "model_glob" and not self.model_glob:
             raise ValueError("when: model_glob needs model_glob (e.g. model_glob: '*tiny*')")
         return self
+
+    @property
+    def fails_run(self) -> bool:
+        """True when the tool reports this failure while applying the delegate."""
+        return self.kind not in ("crash", "wrong_results")
 
 
 class Accelerator(_Strict):

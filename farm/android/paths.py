@@ -10,6 +10,7 @@ MODELS = f"{ROOT}/models"
 LOGS = f"{ROOT}/logs"
 # Undoes the settings a run changed (written before it changes them; farm/android/prepare.py).
 RESTORE = f"{ROOT}/restore.sh"
+INPUTS = f"{ROOT}/inputs"  # fixed input tensors of accuracy runs, by content hash
 
 # Length of the content-hash prefix in device file names (64 bits).
 HASH_CHARS = 16
@@ -30,3 +31,8 @@ def log_path(name: str) -> str:
     if not name or "/" in name or name in (".", ".."):
         raise ValueError(f"not a plain log file name: {name!r}")
     return posixpath.join(LOGS, name)
+
+
+def input_path(sha256: str) -> str:
+    """The device path of the input tensor file with this content hash."""
+    return posixpath.join(INPUTS, f"{sha256[:HASH_CHARS]}.bin")

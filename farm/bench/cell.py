@@ -296,17 +296,7 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
     while True:
         host.phase("launch", cell)
         host.status(f"{cell.model} {cell.delegate} t{cell.threads} r{cell.repeat}")
-        job = host.retry(
-            "launch",
-            lambda: jobs.launch(
-                host.device,
-                command,
-                log=remote_log,
-                binary=host.binary.remote_path,
-                timeout=opt.command_timeout_s,
-                grace_s=opt.kill_wait_s,
-            ),
-        )
+        job = launch_job(host, command, remote_log)
         if job is None:
             return result(Status.ERROR, "launch printed no pid")
         host.phase("run", cell)
@@ -358,18 +348,37 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
     return result(Status.OK, log=log, parsed=parsed, exit_status=exit_status)
 
 
+def launch_job(
+    host: CellHost, command: str, remote_log: str, what: str = "launch"
+) -> jobs.Job | None:
+    """Start `command` detached on the device with its output in `remote_log` (retried)."""
+    opt = host.options
+    return host.retry(
+        what,
+        lambda: jobs.launch(
+            host.device,
+            command,
+            log=remote_log,
+            binary=host.binary.remote_path,
+            timeout=opt.command_timeout_s,
+            grace_s=opt.kill_wait_s,
+        ),
+    )
+
+
 def _wait(
-    host: CellHost, job: jobs.Job, t0: float, sampler: gate.Sampler
+    host: CellHost, job: jobs.Job, t0: float, sampler: gate.Sampler | None = None
 ) -> tuple[bool, int | None]:
-    """Wait until the benchmark ends (sampling its thermal state); kill it at the deadline or
-    when the run stops.
+    """Wait until the benchmark ends (sampling its thermal state when given a sampler); kill it
+    at the deadline or when the run stops.
 
     Returns (timed out, exit status or None when it ended without one).
     """
     opt = host.options
     deadline = t0 + opt.run_deadline_s
     while True:
-        sampler.poll()
+        if sampler is not None:
+            sampler.poll()
         try:
             host.check_stop()
         except Interrupted:

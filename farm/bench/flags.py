@@ -52,6 +52,29 @@ def benchmark_args(
     return args
 
 
+def accuracy_args(inputs: Sequence[tuple[str, Sequence[int], str]], output: str) -> list[str]:
+    """The flags of an accuracy run: each input (name, shape, device file) fed from its file,
+    the output tensors written to `output`.
+
+    The tool reads each file as the tensor's raw bytes (`--input_layer_value_files`, TF 2.3 and
+    later; it needs `--input_layer` and `--input_layer_shape` in the model's input order) and
+    writes every output tensor's raw bytes, one after another, after the last run
+    (`--output_filepath`, TF 2.10 and later). A ':' in a name is written '::'.
+    """
+    if not inputs or not output:
+        raise ValueError("an accuracy run needs inputs and an output path")
+    for name, _, _ in inputs:
+        if not name or "," in name or "\n" in name:
+            raise ValueError(f"input tensor name {name!r} cannot be passed to --input_layer")
+    return [
+        "--input_layer=" + ",".join(name for name, _, _ in inputs),
+        "--input_layer_shape=" + ":".join(",".join(map(str, shape)) for _, shape, _ in inputs),
+        "--input_layer_value_files="
+        + ",".join(f"{name.replace(':', '::')}:{path}" for name, _, path in inputs),
+        f"--output_filepath={output}",
+    ]
+
+
 def tool_flags(delegate: DelegateSpec, config: Config) -> dict[str, str]:
     """The extra flags a run of this delegate variant passes verbatim: the config's, op
     profiling, then the variant's own (a later one wins)."""

@@ -30,6 +30,7 @@ from farm.android.adb import AdbServer, Device
 from farm.android.discovery import device_for
 from farm.android.info import DeviceInfo
 from farm.bench import gate
+from farm.bench.accuracy import check as check_accuracy
 from farm.bench.binaries import BinaryChoice, Unsupported, binary_for
 from farm.bench.cell import (
     PHASES,
@@ -484,7 +485,7 @@ class _DeviceWorker(threading.Thread):
             t0 = time.monotonic()
             self.retries = Counter()
             try:
-                result = run_cell(self, cell)
+                result = check_accuracy(self, cell, run_cell(self, cell))
             except DeviceError as exc:  # the device answered, but a step failed: this cell only
                 self.log.warning("%s: %s", cell.key, exc.message)
                 reason = str(exc)

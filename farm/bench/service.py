@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from farm.android.discovery import Discovery, discover
 from farm.android.info import DeviceInfo
+from farm.bench import accuracy
 from farm.bench.binaries import check_binaries
 from farm.bench.devices import read_inventories
 from farm.bench.plan import ModelRef, Plan, make_plan
@@ -146,6 +147,8 @@ def run(
 
     models = load_models(list(config.models))
     check_binaries(dict(config.binaries))  # a wrong build is refused before anything is pushed
+    if config.accuracy.enabled:
+        accuracy.check_inputs(models, config.accuracy)
     if options is None:
         options = RunnerOptions(run_deadline_s=float(config.run_deadline_s), grace_s=grace_s)
     # The header keeps the resolved model paths so --resume works from any folder.
@@ -219,6 +222,11 @@ def run(
             if not d.online:
                 say(f"{d.serial} on {d.server} is {d.state}: its cells are recorded device_lost")
 
+    if config.accuracy.enabled:
+        try:
+            accuracy.prepare(run_dir, models, config.accuracy)
+        except OSError as exc:
+            raise OutputError(f"{run_dir}: cannot write the accuracy inputs: {exc}") from None
     pending = [(c, r) for c, r in plan.unsupported if c.key not in done_keys]
     for result in set_aside(pending, by_serial):
         journal.append(result)

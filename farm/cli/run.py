@@ -51,6 +51,13 @@ def run_command(
             "e.g. --flag enable_op_profiling=true.",
         ),
     ] = None,
+    check_accuracy: Annotated[
+        bool,
+        typer.Option(
+            "--accuracy",
+            help="Also compare each delegate's outputs with the CPU's on fixed inputs.",
+        ),
+    ] = False,
     resume: Annotated[
         Path | None,
         typer.Option("--resume", help="Run only the missing cells of this run folder."),
@@ -79,7 +86,15 @@ def run_command(
     from farm.config import DEFAULT_CONFIG_NAME
 
     if resume is not None and (
-        config or model or delegate or threads or repeats or serial or flag or seed is not None
+        config
+        or model
+        or delegate
+        or threads
+        or repeats
+        or serial
+        or flag
+        or check_accuracy
+        or seed is not None
     ):
         raise ConfigError("--resume takes no other matrix options: it reuses the run's own config")
     if config is None and resume is None and Path(DEFAULT_CONFIG_NAME).is_file():
@@ -93,6 +108,7 @@ def run_command(
         "out": str(out) if out else None,
         "flag": flag or None,
         "seed": seed,
+        "accuracy": check_accuracy or None,
     }
     result = run(
         config,

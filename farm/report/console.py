@@ -14,6 +14,7 @@ from rich.text import Text
 
 from farm.report.frame import (
     UNSTABLE_STD_RATIO,
+    accuracy_frame,
     best_per_device,
     cells_frame,
     problems_frame,
@@ -78,6 +79,10 @@ def print_report(
     if not best.empty:
         console.print()
         console.print(_best_table(best, labels))
+    checked = accuracy_frame(df)
+    if not checked.empty:
+        console.print()
+        console.print(_accuracy_table(checked, labels))
     problems = problems_frame(df)
     if not problems.empty:
         console.print()
@@ -99,7 +104,8 @@ LEGEND = (
     f"noisy: std ≥ {UNSTABLE_STD_RATIO:.0%} of the mean · "
     "fallback: the delegate did not run, the number is the CPU's (never best, no vs CPU) · "
     "hot: a repeat started above the cool-down limit · throttled: a repeat ran with a CPU "
-    "cluster capped or the thermal status rising"
+    "cluster capped or the thermal status rising · "
+    "inaccurate: outputs over the tolerance against the CPU's (never best)"
 )
 
 
@@ -232,6 +238,39 @@ def _best_table(best: Any, labels: Mapping[str, str]) -> Table:
             Text(str(row["threads"])),
             Text(latency_text(row["latency_ms"], row["std_ms"])),
             Text(speedup_text(row["speedup"])),
+        )
+    return table
+
+
+def number_text(value: Any, digits: int = 3) -> str:
+    """A metric with `digits` significant digits; "-" when there is none."""
+    return "-" if value is None or value != value else f"{float(value):.{digits}g}"
+
+
+def _accuracy_table(checked: Any, labels: Mapping[str, str]) -> Table:
+    table = _table(
+        ("device", "left"),
+        ("model", "left"),
+        ("delegate", "left"),
+        ("against", "left"),
+        ("max abs", "right"),
+        ("max rel", "right"),
+        ("cosine", "right"),
+        ("top-1", "right"),
+        ("accuracy", "left"),
+        title="Accuracy (outputs on fixed inputs against the reference)",
+    )
+    for r in checked.itertuples():
+        table.add_row(
+            Text(labels.get(str(r.serial), safe_text(r.serial))),
+            Text(safe_text(r.model)),
+            Text(safe_text(r.delegate)),
+            Text(safe_text(r.accuracy_reference)),
+            Text(number_text(r.max_abs_error)),
+            Text(number_text(r.max_rel_error)),
+            Text(number_text(r.cosine, digits=6)),
+            Text(number_text(r.top1_agreement)),
+            Text(safe_text(r.accuracy), style="red" if r.accuracy == "inaccurate" else ""),
         )
     return table
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from farm.results.model import CellResult, Delegation, Metrics, Verdict, disqualified
+from farm.results.model import Accuracy, CellResult, Delegation, Metrics, Verdict, disqualified
 
 # Stability checks beside the numbers: the spread is large, or the sample is small.
 UNSTABLE_STD_RATIO = 0.10
@@ -68,6 +68,12 @@ CELL_COLUMNS = [
     "cooldown_s",
     "battery_pct",
     "comparable",
+    "accuracy",
+    "accuracy_reference",
+    "max_abs_error",
+    "max_rel_error",
+    "cosine",
+    "top1_agreement",
 ]
 TOP_OPS = 5  # node types shown per cell
 GROUP = ["serial", "model", "delegate", "threads"]
@@ -88,6 +94,10 @@ def cells_frame(cells: Iterable[CellResult]) -> pd.DataFrame:
         "warmup_ms",
         "memory_mb",
         "peak_memory_mb",
+        "max_abs_error",
+        "max_rel_error",
+        "cosine",
+        "top1_agreement",
     ):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     for col in ("threads", "repeat", "runs", "nodes_delegated", "nodes_total", "partitions", "sdk"):
@@ -112,6 +122,8 @@ def cells_frame(cells: Iterable[CellResult]) -> pd.DataFrame:
         "tool_flags",
         "binary_abi",
         "binary_source",
+        "accuracy",
+        "accuracy_reference",
     ):
         df[col] = df[col].fillna("").astype(str)
     return df
@@ -177,8 +189,9 @@ def best_per_device(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Cells that did not end ok, and fallbacks (status "fallback": a number, but not the
-    requested delegate's), grouped by device, delegate, status and reason.
+    """Cells that did not end ok, fallbacks (status "fallback": a number, but not the
+    requested delegate's) and inaccurate cells (status "inaccurate": outputs over the
+    tolerance), grouped by device, delegate, status and reason.
 
     `models` and `threads` list what the group covers ("all" when it is every model of the
     device); `cells` counts its cells, repeats included.
@@ -194,8 +207,11 @@ def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
         "cells",
         "reason",
     ]
-    bad = df[(df["status"] != "ok") | df["marks"].str.contains("fallback", regex=False)]
-    bad = bad.assign(status=bad["status"].where(bad["status"] != "ok", "fallback"))
+    first_bar = df["marks"].map(
+        lambda text: next((m for m in str(text).split(",") if disqualified([m])), "")
+    )
+    bad = df[(df["status"] != "ok") | (first_bar != "")]
+    bad = bad.assign(status=bad["status"].where(bad["status"] != "ok", first_bar[bad.index]))
     if bad.empty:
         return pd.DataFrame(columns=columns)
     models_of = {serial: set(group["model"]) for serial, group in df.groupby("serial", sort=False)}
@@ -220,6 +236,26 @@ def problems_frame(df: pd.DataFrame) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows, columns=columns)
     return _ordered(out, df, by=["serial", "delegate", "status"])
+
+
+def accuracy_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Per device × model × delegate: the accuracy check (it runs once per variant)."""
+    columns = [
+        "serial",
+        "model",
+        "delegate",
+        "accuracy",
+        "accuracy_reference",
+        "max_abs_error",
+        "max_rel_error",
+        "cosine",
+        "top1_agreement",
+    ]
+    checked = df[df["accuracy"] != ""] if "accuracy" in df else df.iloc[0:0]
+    if checked.empty:
+        return pd.DataFrame(columns=columns)
+    first = checked.drop_duplicates(["serial", "model", "delegate"])[columns]
+    return _ordered(first.reset_index(drop=True), df, by=["serial", "model", "delegate"])
 
 
 def _shorten(text: str, limit: int = MAX_REASON) -> str:
@@ -370,6 +406,21 @@ def _cell_row(cell: CellResult) -> dict[str, Any]:
         "cooldown_s": thermal.waited_s if thermal is not None else None,
         "battery_pct": before.battery.level if before is not None else None,
         "comparable": cell.comparable,
+        **_accuracy_columns(cell.accuracy),
+    }
+
+
+def _accuracy_columns(accuracy: Accuracy | None) -> dict[str, Any]:
+    """The accuracy check in a cell row: status, reference and the worst tensor's numbers."""
+    if accuracy is None:
+        return {"accuracy": "", "accuracy_reference": ""}
+    return {
+        "accuracy": accuracy.status.value,
+        "accuracy_reference": accuracy.reference,
+        "max_abs_error": accuracy.max_abs,
+        "max_rel_error": accuracy.rel,
+        "cosine": accuracy.cosine,
+        "top1_agreement": accuracy.top1,
     }
 
 

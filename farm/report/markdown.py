@@ -9,10 +9,17 @@ from farm.report.console import (
     device_heading,
     device_labels,
     latency_text,
+    number_text,
     runs_text,
     speedup_text,
 )
-from farm.report.frame import best_per_device, cells_frame, problems_frame, summary_frame
+from farm.report.frame import (
+    accuracy_frame,
+    best_per_device,
+    cells_frame,
+    problems_frame,
+    summary_frame,
+)
 from farm.report.ranking import rank_text, ranking_frame
 from farm.report.text import md_text
 from farm.results.model import CellResult, RunHeader
@@ -45,7 +52,8 @@ def render_markdown(
         "Latency is the mean of the timed runs in ms (± standard deviation over all runs of all "
         "repeats); *vs CPU 1t* is the speed-up against the same model on CPU with 1 thread. "
         "A *fallback* ran on the CPU because the requested delegate did not run: its number is "
-        "the CPU's, never a best configuration or a speed-up.",
+        "the CPU's, never a best configuration or a speed-up. An *inaccurate* cell's outputs "
+        "were over the tolerance against its reference: never a best configuration either.",
         "",
     ]
     labels = device_labels(summary)
@@ -95,6 +103,7 @@ def render_markdown(
         )
     out += _top_ops(summary, labels)
     out += ranking_markdown(ranking_frame(summary, reference), labels)
+    out += _accuracy(df, labels)
     problems = problems_frame(df)
     if not problems.empty:
         out += ["## Cells without a number, and fallbacks", ""]
@@ -174,6 +183,44 @@ def ranking_markdown(ranking: Any, labels: dict[str, str]) -> list[str]:
             for r in ranking.itertuples()
         ],
     )
+
+
+def _accuracy(df: Any, labels: Mapping[str, str]) -> list[str]:
+    """Each delegate variant's outputs against its reference, when the run checked them."""
+    checked = accuracy_frame(df)
+    if checked.empty:
+        return []
+    return [
+        "## Accuracy (outputs on fixed inputs against the reference)",
+        "",
+        *_table(
+            [
+                "device",
+                "model",
+                "delegate",
+                "against",
+                "max abs",
+                "max rel",
+                "cosine",
+                "top-1",
+                "accuracy",
+            ],  # fmt: skip
+            [
+                [
+                    md_text(labels.get(str(r.serial), r.serial)),
+                    md_text(r.model),
+                    md_text(r.delegate),
+                    md_text(r.accuracy_reference),
+                    number_text(r.max_abs_error),
+                    number_text(r.max_rel_error),
+                    number_text(r.cosine, digits=6),
+                    number_text(r.top1_agreement),
+                    md_text(r.accuracy),
+                ]
+                for r in checked.itertuples()
+            ],
+        ),
+    ]
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

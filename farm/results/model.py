@@ -32,7 +32,11 @@ upgrade the older form; loaders refuse newer versions):
     gains cooldown, run_delay_s, order, seed (the seed the run's shuffle used), min_battery,
     battery_wait_s, stay_awake, cpu_affinity, governor, thermal_sample_s, and the header
     `inventories` (each device's own inventory, by serial). Older lines read with thermal null
-    and both verdicts false.
+    and both verdicts false. Cell `accuracy`, the check of
+    the cell's outputs on fixed inputs ({status: ok/inaccurate/unsupported/failed, reference:
+    device-cpu/host-litert, reason, fallback, simulated, tolerance, inputs, output,
+    reference_output, command, log, tensors: [{name, dtype, shape, max_abs, mean_abs, rel,
+    quanta, cosine, top1, top5, nonfinite, quantized}]}); an inaccurate cell is marked "inaccurate".
 """
 
 from __future__ import annotations
@@ -463,6 +467,184 @@ def disqualified(marks: Iterable[str]) -> bool:
     return any(m.strip() in DISQUALIFYING_MARKS for m in marks)
 
 
+class AccuracyStatus(str, Enum):
+    """What the accuracy check of a cell found."""
+
+    OK = "ok"  # within the tolerance of its reference
+    INACCURATE = "inaccurate"  # over the tolerance: the numbers are in the reason
+    UNSUPPORTED = "unsupported"  # the binary cannot feed inputs or write outputs
+    FAILED = "failed"  # the accuracy run gave no outputs to compare
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __hash__(self) -> int:
+        return str.__hash__(self)
+
+
+@dataclass(frozen=True)
+class TensorAccuracy:
+    """One output tensor against the reference: errors in dequantized units."""
+
+    name: str
+    dtype: str = ""
+    shape: tuple[int, ...] = ()
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    rel: float | None = None  # max_abs / the larger of max |reference| and max |output|
+    quanta: float | None = None  # max_abs in steps of the output's scale (quantized outputs)
+    cosine: float | None = None
+    top1: float | None = None  # share of rows whose top-1 class agrees (classifier-shaped)
+    top5: float | None = None  # share of the reference's top-5 classes in the output's top 5
+    nonfinite: int = 0  # NaN/Inf where the reference is finite (or differs)
+    quantized: bool = False  # compared after dequantizing with the tensor's scale/zero point
+
+    def to_json(self) -> dict[str, Any]:
+        """One `tensors` entry of a cell's `accuracy`."""
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "max_abs": self.max_abs,
+            "mean_abs": self.mean_abs,
+            "rel": self.rel,
+            "quanta": self.quanta,
+            "cosine": self.cosine,
+            "top1": self.top1,
+            "top5": self.top5,
+            "nonfinite": self.nonfinite,
+            "quantized": self.quantized,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> TensorAccuracy:
+        """Read one `tensors` entry."""
+        d = _obj(data, "accuracy tensor")
+        shape = d.get("shape")
+        return cls(
+            name=_str(d, "name"),
+            dtype=_str(d, "dtype"),
+            shape=tuple(int(n) for n in shape if isinstance(n, int))
+            if isinstance(shape, list)
+            else (),
+            max_abs=_opt_float(d, "max_abs"),
+            mean_abs=_opt_float(d, "mean_abs"),
+            rel=_opt_float(d, "rel"),
+            quanta=_opt_float(d, "quanta"),
+            cosine=_opt_float(d, "cosine"),
+            top1=_opt_float(d, "top1"),
+            top5=_opt_float(d, "top5"),
+            nonfinite=_int(d, "nonfinite"),
+            quantized=bool(d.get("quantized")),
+        )
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """A cell's outputs on fixed inputs compared with a reference (the same device's CPU, or
+    LiteRT on the host for the CPU itself); files are relative to the run folder."""
+
+    status: AccuracyStatus
+    reference: str = ""  # device-cpu | host-litert
+    reason: str | None = None
+    fallback: bool = False  # the delegate fell back: what was compared is the CPU's output
+    simulated: bool = False  # outputs from a virtual phone's stand-in
+    tolerance: Mapping[str, float] = field(default_factory=dict)
+    tensors: tuple[TensorAccuracy, ...] = ()
+    inputs: tuple[str, ...] = ()
+    output: str | None = None
+    reference_output: str | None = None
+    command: str | None = None
+    log: str | None = None
+
+    @property
+    def max_abs(self) -> float | None:
+        """The largest absolute error over the output tensors."""
+        return _worst([t.max_abs for t in self.tensors], max)
+
+    @property
+    def rel(self) -> float | None:
+        """The largest relative error over the output tensors."""
+        return _worst([t.rel for t in self.tensors], max)
+
+    @property
+    def cosine(self) -> float | None:
+        """The lowest cosine similarity over the output tensors."""
+        return _worst([t.cosine for t in self.tensors], min)
+
+    @property
+    def top1(self) -> float | None:
+        """The lowest top-1 agreement over the classifier-shaped output tensors."""
+        return _worst([t.top1 for t in self.tensors], min)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `accuracy` object of a cell line."""
+        return {
+            "status": self.status.value,
+            "reference": self.reference,
+            "reason": self.reason,
+            "fallback": self.fallback,
+            "simulated": self.simulated,
+            "tolerance": dict(self.tolerance),
+            "tensors": [t.to_json() for t in self.tensors],
+            "inputs": list(self.inputs),
+            "output": self.output,
+            "reference_output": self.reference_output,
+            "command": self.command,
+            "log": self.log,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Accuracy | None:
+        """Read an `accuracy` object; None stays None."""
+        if data is None:
+            return None
+        d = _obj(data, "accuracy")
+        try:
+            status = AccuracyStatus(d.get("status"))
+        except ValueError:
+            known = ", ".join(s.value for s in AccuracyStatus)
+            raise SchemaError(
+                f"cell: unknown accuracy status {d.get('status')!r} (known: {known})"
+            ) from None
+        tolerance = d.get("tolerance")
+        tensors = d.get("tensors")
+        return cls(
+            status=status,
+            reference=_str(d, "reference"),
+            reason=_opt_str(d, "reason"),
+            fallback=bool(d.get("fallback")),
+            simulated=bool(d.get("simulated")),
+            tolerance=(
+                {str(k): float(v) for k, v in tolerance.items() if _is_number(v)}
+                if isinstance(tolerance, Mapping)
+                else {}
+            ),
+            tensors=tuple(TensorAccuracy.from_json(t) for t in tensors)
+            if isinstance(tensors, list)
+            else (),
+            inputs=_strs(d, "inputs"),
+            output=_opt_str(d, "output"),
+            reference_output=_opt_str(d, "reference_output"),
+            command=_opt_str(d, "command"),
+            log=_opt_str(d, "log"),
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _opt_float(data: Mapping[str, Any], key: str) -> float | None:
+    value = _opt_num(data, key)
+    return None if value is None else float(value)
+
+
+def _worst(values: list[float | None], pick: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(pick(known)) if known else None
+
+
 def kind_of_label(label: str) -> str:
     """The delegate kind a schema-1/2 label names (`external:qnn` → external)."""
     return label.partition(":")[0]
@@ -524,6 +706,7 @@ class CellResult:
     thermal: Thermal | None = None  # temperatures, battery, frequencies; the cool-down wait
     hot: bool = False  # the cell started above the cool-down limit
     throttled: bool = False  # thermal status rose, or a cluster was capped, while it ran
+    accuracy: Accuracy | None = None  # outputs on fixed inputs against the reference
 
     @property
     def complete(self) -> bool:
@@ -536,11 +719,21 @@ class CellResult:
         return self.status is Status.OK and self.verdict is not None and self.verdict.fallback
 
     @property
+    def inaccurate(self) -> bool:
+        """True when the cell's outputs were over the tolerance of their reference."""
+        return self.accuracy is not None and self.accuracy.status is AccuracyStatus.INACCURATE
+
+    @property
     def marks(self) -> tuple[str, ...]:
-        """What a reader must know before trusting this cell's number: "fallback", "hot",
-        "throttled". Those in DISQUALIFYING_MARKS keep it from being a "best" configuration
-        or a speed-up against the CPU."""
-        flags = {"fallback": self.fallback, "hot": self.hot, "throttled": self.throttled}
+        """What a reader must know before trusting this cell's number: "fallback",
+        "inaccurate", "hot", "throttled". Those in DISQUALIFYING_MARKS keep it from being a
+        "best" configuration or a speed-up against the CPU."""
+        flags = {
+            "fallback": self.fallback,
+            "inaccurate": self.status is Status.OK and self.inaccurate,
+            "hot": self.hot,
+            "throttled": self.throttled,
+        }
         return tuple(name for name, on in flags.items() if on)
 
     @property
@@ -581,6 +774,7 @@ class CellResult:
             "thermal": self.thermal.to_json() if self.thermal is not None else None,
             "hot": self.hot,
             "throttled": self.throttled,
+            "accuracy": self.accuracy.to_json() if self.accuracy is not None else None,
         }
 
     @classmethod
@@ -637,6 +831,7 @@ class CellResult:
             thermal=Thermal.from_json(d.get("thermal")),
             hot=bool(d.get("hot")),
             throttled=bool(d.get("throttled")),
+            accuracy=Accuracy.from_json(d.get("accuracy")),
         )
 
 

@@ -34,10 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from farm.errors import FarmError, ModelError
-from farm.models import ModelInfo, inspect_model
+from farm.models import ModelInfo, inspect_model, quiet_stderr
 from farm.profiles import Failure, Profile, SimSettings, get_profile
 from farm.sim import delegates_sim as ds
 from farm.sim import heat
+from farm.sim import outputs as sim_outputs
 
 TOOL = "benchmark_model"
 HEAT_STEP_US = 250_000  # the phone is heated by each quarter second of simulated load
@@ -100,6 +101,9 @@ FLAGS: dict[str, Flag] = {
     "op_profiling_output_file": _f("string", "", "Op profiling output file.", "output file"),
     "max_profiling_buffer_entries": _f(
         "int32", 1024, "Max initial profiling buffer entries", "profiling buffer entries"
+    ),
+    "output_filepath": _f(
+        "string", "", "File path to export outputs layer to", "export outputs as binary data"
     ),
     "num_threads_cpu": _f("int32", -1, "#threads used for CPU inference", ""),
     "max_delegated_partitions": _f(
@@ -889,7 +893,7 @@ class Benchmark:
                 plan.failure = plan.failure or _backend_failure(forced)
             if backend == "opencl" and plan.failure is None:
                 out.runtime("INFO", "Loaded OpenCL library with dlopen.")
-            if plan.failure and plan.failure.kind != "crash":
+            if plan.failure and plan.failure.fails_run:
                 self._fail_delegate(plan, model)
             self._replacing(plan, total)
             if plan.delegated:
@@ -897,7 +901,7 @@ class Benchmark:
                 out.runtime("INFO", f"Initialized {api}-based API.")
                 out.runtime("INFO", f"Created {len(plan.parts)} GPU delegate kernels.")
             return
-        if plan.failure and plan.failure.kind != "crash":
+        if plan.failure and plan.failure.fails_run:
             self._fail_delegate(plan, model)
         if plan.name == "Hexagon" and plan.delegated:
             out.runtime(
@@ -961,6 +965,48 @@ class Benchmark:
                 speedup *= 1.3
         init_us = acc.init_ms * 1000 * self.rng.lognormvariate(0, 0.05) if plan.parts else 0.0
         return Applied(plan, max(speedup, 1e-3), init_us, first)
+
+    # ---------------------------------------------------------------- fixed inputs, outputs
+
+    def fixed_inputs(self, model: ModelInfo) -> list[Any]:
+        """--input_layer_value_files: each input's data from its file (None: random)."""
+        specs = [(t.name, t.dtype, [max(n, 1) for n in t.shape]) for t in model.inputs]
+        try:
+            return sim_outputs.fixed_inputs(self.p, specs)
+        except sim_outputs.InputFileError as exc:
+            self.out.error(str(exc))
+            raise Failed from None
+
+    def save_outputs(self, ex: Execution, fixed: list[Any]) -> None:
+        """--output_filepath: the last run's outputs with the applied delegates' error."""
+        path = self.p["output_filepath"]
+        if self.phone.engine == "litert":
+            details = self.interpreter.get_output_details()
+            values = [self.interpreter.get_tensor(d["index"]) for d in details]
+            source = "LiteRT's CPU outputs"
+        else:
+            values = sim_outputs.derived_outputs(ex.model, fixed)
+            source = "outputs derived from the model without inference"
+        changed = []
+        for applied in ex.applied:
+            plan = applied.plan
+            if not plan.delegated:
+                continue
+            fp16 = plan.name == "Hexagon" or bool(
+                self.p["gpu_precision_loss_allowed"]
+                if plan.name == "GPU"
+                else self.p["nnapi_allow_fp16"]
+            )
+            wrong = plan.failure is not None and plan.failure.kind == "wrong_results"
+            values = sim_outputs.delegated_outputs(
+                values, plan.name, fp16=fp16, wrong=wrong, seed=ex.model.sha256
+            )
+            changed.append(f"{plan.name} ({'fp16' if fp16 else 'fp32'})")
+        if sim_outputs.write(path, values):
+            how = f", changed as {' and '.join(changed)} would" if changed else ""
+            self.out.info(
+                f"farm virtual device: outputs written to {path} are simulated: {source}{how}"
+            )
 
     # ---------------------------------------------------------------- timing model
 
@@ -1140,8 +1186,13 @@ class Benchmark:
         self.check_signature(model)
         created = self.create_delegates()
         ex = self.apply_delegates(model, created)
+        fixed = self.fixed_inputs(model)
         if phone.engine == "litert":
             self.prepare_litert(ex)
+            self.input_data = [
+                (index, data if given is None else given)
+                for (index, data), given in zip(self.input_data, fixed, strict=False)
+            ]
         self.unlock()  # the simulated delegate set-up below only sleeps
         delegate_init_us = sum(a.init_us for a in ex.applied)
         if phone.engine == "model":
@@ -1179,6 +1230,8 @@ class Benchmark:
         warmup = self.phase(warmup_runs, warmup_secs, p["max_secs"], run)
         inference = self.phase(num_runs, min_secs, p["max_secs"], run)
         self.unlock()
+        if p["output_filepath"]:
+            self.save_outputs(ex, fixed)
         end_kb = _rss_kb()
 
         out.info(
@@ -1304,21 +1357,13 @@ def make_interpreter(path: str, num_threads: int, *, xnnpack: bool) -> Any:
 
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     # The runtime's own stderr lines would repeat what the tool prints; keep them out.
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
+    with quiet_stderr():
         interpreter = Interpreter(
             model_path=path,
             num_threads=num_threads if num_threads > 0 else None,
             experimental_op_resolver_type=resolver,
         )
         interpreter.allocate_tensors()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
     return interpreter
 
 
