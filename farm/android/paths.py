@@ -28,3 +28,8 @@ def log_path(name: str) -> str:
     if not name or "/" in name or name in (".", ".."):
         raise ValueError(f"not a plain log file name: {name!r}")
     return posixpath.join(LOGS, name)
+
+
+def launcher_path(sha256: str) -> str:
+    """The device path of farm's launch script with this content hash."""
+    return posixpath.join(BIN, f"launch-{sha256[:HASH_CHARS]}.sh")
