@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages farm's virtual lab and tests use: bubblewrap (the virtual phones'
-# sandbox; nsenter, setpriv and unshare come with util-linux) and adb (Debian's adb 29, tested
+# sandbox; nsenter, setpriv and unshare come with util-linux), Android's userland for the phones
+# (one table, farm/sim/userland.py: mksh as /system/bin/sh, toybox's applets, and busybox-static
+# for the applets Debian's toybox lacks, such as tr) and adb (Debian's adb 29, tested
 # beside the adb 36 in the adbutils wheel), then checks that bubblewrap can start a sandbox here.
 #
 # What it could not do it says loudly: the tests that need it are then skipped (`make test`
@@ -31,6 +33,10 @@ missing_packages() {
     fi
   done
   [ -x /usr/bin/adb ] || need+=(adb)  # the tests run Debian's adb from there
+  # Android's userland (farm/sim/userland.py: HOST_BINARIES -> DEBIAN_PACKAGES)
+  have mksh || need+=(mksh)
+  have toybox || need+=(toybox)
+  have busybox || need+=(busybox-static)
   echo "${need[@]}"
 }
 
@@ -53,6 +59,7 @@ for pkg in "${still[@]}"; do
   case "$pkg" in
     bubblewrap) problems+=("bubblewrap is not installed: the virtual phones run unconfined and the lab tests that need the sandbox do not run") ;;
     util-linux) problems+=("nsenter, setpriv or unshare (util-linux) is missing: no sandbox for the virtual phones, no mount-namespace tests") ;;
+    mksh | toybox | busybox-static) problems+=("$pkg is not installed: virtual phones cannot run Android's userland and run unconfined; the lab tests that need the sandbox do not run") ;;
     adb) problems+=("Debian's adb (/usr/bin/adb) is not installed: the tests run only the adb bundled in adbutils") ;;
   esac
 done
@@ -67,7 +74,7 @@ fi
   for problem in "${problems[@]}"; do
     echo "setup: WARNING: $problem."
   done
-  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux) and run again."
+  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux mksh toybox busybox-static) and run again."
   if [ "$strict" -eq 1 ]; then
     echo "setup: strict mode (FARM_STRICT_ENV / CI): the test suite cannot run whole here; stopping."
   else
