@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages farm's virtual lab and tests use: bubblewrap (the virtual phones'
-# sandbox; nsenter, setpriv and unshare come with util-linux) and adb (Debian's adb 29, tested
-# beside the adb 36 in the adbutils wheel) and chromium (the browser report.html is tested in),
-# then checks that bubblewrap can start a sandbox here.
+# sandbox; nsenter, setpriv and unshare come with util-linux), Android's userland for the phones
+# (one table, farm/sim/userland.py: mksh as /system/bin/sh, toybox's applets, and busybox-static
+# for the applets Debian's toybox lacks, such as tr), adb (Debian's adb 29, tested beside the
+# adb 36 in the adbutils wheel) and chromium (the browser report.html is tested in), then checks
+# that bubblewrap can start a sandbox here.
 #
 # What it could not do it says loudly: the tests that need it are then skipped (`make test`
 # ends with a line naming them). In strict mode (FARM_STRICT_ENV=1, `make test STRICT=1`,
@@ -33,6 +35,10 @@ missing_packages() {
   done
   [ -x /usr/bin/adb ] || need+=(adb)  # the tests run Debian's adb from there
   [ -x /usr/bin/chromium ] || need+=(chromium)  # report.html is rendered in it
+  # Android's userland (farm/sim/userland.py: HOST_BINARIES -> DEBIAN_PACKAGES)
+  have mksh || need+=(mksh)
+  have toybox || need+=(toybox)
+  have busybox || need+=(busybox-static)
   echo "${need[@]}"
 }
 
@@ -55,6 +61,7 @@ for pkg in "${still[@]}"; do
   case "$pkg" in
     bubblewrap) problems+=("bubblewrap is not installed: the virtual phones run unconfined and the lab tests that need the sandbox do not run") ;;
     util-linux) problems+=("nsenter, setpriv or unshare (util-linux) is missing: no sandbox for the virtual phones, no mount-namespace tests") ;;
+    mksh | toybox | busybox-static) problems+=("$pkg is not installed: virtual phones cannot run Android's userland and run unconfined; the lab tests that need the sandbox do not run") ;;
     adb) problems+=("Debian's adb (/usr/bin/adb) is not installed: the tests run only the adb bundled in adbutils") ;;
     chromium) problems+=("chromium (/usr/bin/chromium) is not installed: the HTML report is not checked in a browser") ;;
   esac
@@ -70,7 +77,7 @@ fi
   for problem in "${problems[@]}"; do
     echo "setup: WARNING: $problem."
   done
-  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux chromium) and run again."
+  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux chromium mksh toybox busybox-static) and run again."
   if [ "$strict" -eq 1 ]; then
     echo "setup: strict mode (FARM_STRICT_ENV / CI): the test suite cannot run whole here; stopping."
   else

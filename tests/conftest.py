@@ -47,7 +47,10 @@ def strict_env() -> bool:
 def _bubblewrap() -> str | None:
     """The virtual phones' sandbox: bubblewrap installed, and able to start one here."""
     if not bubblewrap_available():
-        return "bubblewrap (bwrap, nsenter, setpriv) is not installed (apt-get install bubblewrap)"
+        return (
+            "bubblewrap (bwrap, nsenter, setpriv) or Android's userland (mksh, toybox, busybox) "
+            "is not installed (scripts/setup-system.sh)"
+        )
 
     async def start(phone: PhoneOS) -> None:
         proc = await phone.spawn("true")

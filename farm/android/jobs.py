@@ -6,16 +6,23 @@ deadline and raises the typed errors of `farm.errors`; retrying is the caller's 
 scripts use only what Android's own shell (mksh + toybox) has, and stay well under 4 KiB.
 
 A job on the device is a detached shell that starts the benchmark, writes its pid to
-`<log>.pid`, waits for it and writes "PID STATUS" to `<log>.rc`. A pid counts as ours only while
-its command line names the benchmark binary (pids are reused after a reboot); the command line is
-read with `cat`, which every release has (the shell drops its NUL separators; `tr` is missing
-before Android 6).
+`<log>.pid`, waits for it and writes "PID STATUS" to `<log>.rc`. It is started by a small
+launcher script, pushed once under its content hash and run with arguments, so a launch stays a
+short command whatever the stop-and-wait logic holds (adb servers of the Android 6/7 era abort on
+a service name over 4 KiB). The job runs in a session of its own where `setsid` exists: on a
+release without the shell protocol `adb shell` runs on a PTY, and a shell that keeps that
+terminal open would keep the launch's `adb shell` from returning until the benchmark ends.
+A pid counts as ours only while its command line names the benchmark binary (pids are
+reused after a reboot); the command line is read with `cat`, which every release has (the
+shell drops its NUL separators; `tr` is missing before Android 6).
 """
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 from dataclasses import dataclass
+from functools import lru_cache
 
 from farm.android import paths
 from farm.android.adb import Device, sh_quote
@@ -59,12 +66,13 @@ def _steps(seconds: float) -> int:
     return max(1, round(seconds / POLL_S))
 
 
-def _term_then_kill(pids: str, grace_s: float) -> str:
-    """Script: SIGTERM the pids in shell variable `pids`, wait up to `grace_s` for them to
-    end, SIGKILL the ones left."""
+def _term_then_kill(pids: str, grace_s: float | str) -> str:
+    """Script: SIGTERM the pids in shell variable `pids`, wait up to `grace_s` (seconds, or a
+    shell word giving the number of polls) for them to end, SIGKILL the ones left."""
+    steps = grace_s if isinstance(grace_s, str) else str(_steps(grace_s))
     return (
         f"for p_ in ${pids}; do kill -TERM $p_ 2>/dev/null; done; i_=0; "
-        f'while [ -n "${pids}" ] && [ $i_ -lt {_steps(grace_s)} ]; do a_=; '
+        f'while [ -n "${pids}" ] && [ $i_ -lt {steps} ]; do a_=; '
         f"for p_ in ${pids}; do kill -0 $p_ 2>/dev/null && a_=1; done; "
         f'[ -z "$a_" ] && break; sleep {POLL_S}; i_=$((i_+1)); done; '
         f"for p_ in ${pids}; do kill -0 $p_ 2>/dev/null && kill -KILL $p_ 2>/dev/null; done"
@@ -77,7 +85,7 @@ def _is_ours(pid: str, token: str) -> str:
     return f"case {cmdline} in *{token}*) true;; *) false;; esac"
 
 
-def stop_pids_script(pid_files: str, grace_s: float) -> str:
+def stop_pids_script(pid_files: str, grace_s: float | str) -> str:
     """Script: stop the benchmarks named by `pid_files` (a quoted path or a glob), remove the
     files, print "stopped: PID ..."."""
     return (
@@ -102,18 +110,47 @@ def launch(
     A benchmark an earlier try of the same launch started (its answer was lost) is stopped
     first, so a retried launch never leaves two benchmarks running.
     """
-    q_log, q_pid, q_rc = sh_quote(log), sh_quote(pid_file(log)), sh_quote(log + ".rc")
-    inner = f'{command} & p=$!; echo $p >{q_pid}; wait $p; echo "$p $?" >{q_rc}'
-    script = (
-        f"{stop_pids_script(q_pid, grace_s)} >/dev/null; "
-        f"mkdir -p {sh_quote(posixpath.dirname(log))} && cd {sh_quote(paths.ROOT)} && "
-        f"rm -f {q_log} {q_rc} && "
-        f"{{ nohup sh -c {sh_quote(inner)} </dev/null >{q_log} 2>&1 & "
-        f"i=0; while [ ! -s {q_pid} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
-        f"echo pid:$(cat {q_pid} 2>/dev/null); }}"
-    )
+    script = launch_command(ensure_launcher(device, timeout=timeout), log, grace_s, command)
     pid = launched_pid(device.shell(script, timeout=timeout + grace_s).output)
     return Job(pid=pid, log=log, binary=binary) if pid is not None else None
+
+
+@lru_cache(maxsize=1)
+def launcher_script() -> tuple[str, str]:
+    """(device path, text) of the launch script: `sh LAUNCHER LOG POLLS COMMAND...`."""
+    stop = stop_pids_script('"$l.pid"', "$n_")
+    text = (
+        "# farm launch: sh THIS LOG POLLS COMMAND... starts COMMAND detached, output in LOG,\n"
+        '# pid in LOG.pid, "PID STATUS" in LOG.rc when it ends; prints pid:PID. A benchmark\n'
+        "# an earlier try started (LOG.pid) is stopped first, within POLLS polls.\n"
+        'if [ "$1" = --job ]; then\n'
+        '  l=$2; shift 2; "$@" & p=$!; echo $p >"$l.pid"; wait $p; echo "$p $?" >"$l.rc"\n'
+        "  exit 0\n"
+        "fi\n"
+        "l=$1; n_=$2; shift 2\n"
+        f"{stop} >/dev/null\n"
+        f'mkdir -p "${{l%/*}}" && cd {sh_quote(paths.ROOT)} && rm -f "$l" "$l.rc" || exit 1\n'
+        "s=; command -v setsid >/dev/null 2>&1 && s=setsid\n"
+        'nohup $s sh "$0" --job "$l" "$@" </dev/null >"$l" 2>&1 &\n'
+        'i=0; while [ ! -s "$l.pid" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n'
+        'echo pid:$(cat "$l.pid" 2>/dev/null)\n'
+    )
+    return paths.launcher_path(hashlib.sha256(text.encode()).hexdigest()), text
+
+
+def ensure_launcher(device: Device, *, timeout: float) -> str:
+    """The launch script's device path, pushed when it is not there yet."""
+    remote, text = launcher_script()
+    data = text.encode()
+    present = device.stat(remote, timeout=timeout)
+    if present is None or not present.is_file or present.size != len(data):
+        device.push(data, remote, timeout=timeout)
+    return remote
+
+
+def launch_command(launcher: str, log: str, grace_s: float, command: str) -> str:
+    """The shell command that runs `command` through the launch script."""
+    return f"sh {sh_quote(launcher)} {sh_quote(log)} {_steps(grace_s)} {command}"
 
 
 def launched_pid(output: str) -> int | None:
@@ -200,10 +237,32 @@ def free_space(device: Device, *, timeout: float) -> str:
     return parse_df(out) or "df printed nothing usable"
 
 
+_UNITS = {"": 1 / 1024, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
+
+
 def parse_df(df_output: str) -> str | None:
-    """ "N MiB free on /data" from `df` output (1K blocks, Available in the 4th column)."""
-    for line in df_output.splitlines()[1:]:
+    """ "N MiB free on /data" from `df` output: toybox's (1K blocks, Available 4th, mount
+    point 6th) or toolbox's of Android 6 and older (`Filesystem Size Used Free Blksize`, sizes
+    like 22.4G, Free 4th)."""
+    lines = df_output.splitlines()
+    toolbox = bool(lines) and lines[0].split()[1:5] == ["Size", "Used", "Free", "Blksize"]
+    for line in lines[1:]:
         cols = line.split()
-        if len(cols) >= 6 and cols[3].isdigit():
+        if toolbox and len(cols) >= 5:
+            mib = _size_mib(cols[3])
+            if mib is not None:
+                return f"{mib:.1f} MiB free on {cols[0]} (df)"
+        elif len(cols) >= 6 and cols[3].isdigit():
             return f"{int(cols[3]) / 1024:.1f} MiB free on {cols[5]} (df)"
     return None
+
+
+def _size_mib(text: str) -> float | None:
+    """MiB from a toolbox size such as 22.4G, 512.0K or 3.5M."""
+    number, unit = (text[:-1], text[-1].upper()) if text[-1:].isalpha() else (text, "")
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    factor = _UNITS.get(unit)
+    return value * factor if factor is not None else None

@@ -36,3 +36,8 @@ def log_path(name: str) -> str:
 def input_path(sha256: str) -> str:
     """The device path of the input tensor file with this content hash."""
     return posixpath.join(INPUTS, f"{sha256[:HASH_CHARS]}.bin")
+
+
+def launcher_path(sha256: str) -> str:
+    """The device path of farm's launch script with this content hash."""
+    return posixpath.join(BIN, f"launch-{sha256[:HASH_CHARS]}.sh")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import NamedTuple
@@ -26,6 +27,9 @@ SHELL_TIMEOUT_S = 20.0
 
 _hash_cache: dict[tuple[str, int, int], str] = {}
 _hash_lock = threading.Lock()
+# Device files hashed on the host: (serial, path, size, mtime) -> sha256.
+_remote_hash_cache: dict[tuple[str, str, int, int], str] = {}
+NO_SHA256SUM = 127  # the shell's "not found": the device has no sha256sum (Android 6, 7.x)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -109,11 +113,17 @@ def deploy_binary(device: Device, path: str | os.PathLike[str], sha256: str) -> 
 
 
 def remote_sha256(device: Device, remote: str, *, timeout: float = 60.0) -> str:
-    """The sha256 of a device file, computed on the device."""
+    """The sha256 of a device file: computed on the device, or on the host after a pull where
+    the device has no sha256sum (Android 7.x and older; remembered by size and mtime)."""
     q = join_command([remote])
     result = device.shell(
-        f"sha256sum {q} 2>/dev/null || toybox sha256sum {q}", timeout=timeout, check=True
+        f"if command -v sha256sum >/dev/null; then sha256sum {q}; else exit {NO_SHA256SUM}; fi",
+        timeout=timeout,
     )
+    if result.exit_code == NO_SHA256SUM:
+        return _sha256_on_host(device, remote, timeout=timeout)
+    if not result.ok:
+        raise device.command_error(result)
     digest = result.output.split()[0] if result.output.split() else ""
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
         raise DeviceCommandFailed(
@@ -123,6 +133,25 @@ def remote_sha256(device: Device, remote: str, *, timeout: float = 60.0) -> str:
             output_tail=result.output[-200:],
         )
     return digest.lower()
+
+
+def _sha256_on_host(device: Device, remote: str, *, timeout: float) -> str:
+    """The sha256 of a device file pulled to the host, cached by its size and mtime."""
+    st = device.stat(remote, timeout=timeout)
+    if st is None:
+        raise DeviceCommandFailed(device.serial, f"sha256 of {remote}: no such file")
+    key = (device.serial, remote, st.size, st.mtime)
+    with _hash_lock:
+        if key in _remote_hash_cache:
+            return _remote_hash_cache[key]
+    with tempfile.TemporaryDirectory(prefix="farm-hash-") as folder:
+        local = Path(folder) / "file"
+        device.pull(remote, local, timeout=max(timeout, push_timeout(st.size)))
+        digest = sha256_file(local)
+    log.debug("[%s] %s hashed on the host (no sha256sum on the device)", device.serial, remote)
+    with _hash_lock:
+        _remote_hash_cache[key] = digest
+    return digest
 
 
 def clean(device: Device, *, timeout: float = SHELL_TIMEOUT_S) -> None:

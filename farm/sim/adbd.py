@@ -273,13 +273,15 @@ class Connection:
 
     async def _dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         if command == A_CNXN:
-            self.max_payload = max(256, min(arg1, MAX_PAYLOAD))
+            self.max_payload = max(256, min(arg1, self.phone.max_payload))
             self.close_streams()
             if self.phone.faults.unauthorized:
                 await self._send_auth_token()
             else:
                 self.online = True
-                await self.send(A_CNXN, ADB_VERSION, MAX_PAYLOAD, banner(self.phone.profile))
+                await self.send(
+                    A_CNXN, ADB_VERSION, self.phone.max_payload, banner(self.phone.profile)
+                )
         elif command == A_AUTH:
             if self.phone.faults.unauthorized:
                 if arg0 == AUTH_SIGNATURE:
@@ -336,6 +338,11 @@ class VirtualPhone:
     @property
     def serial(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload this phone's adbd takes (4 KiB before Android 7)."""
+        return min(MAX_PAYLOAD, self.os.release.max_payload)
 
     # Listening.
     async def start(self, sock: Any | None = None) -> None:
@@ -445,14 +452,23 @@ class VirtualPhone:
         args = head.split(",")[1:]
         terms = [a[5:] for a in args if a.startswith("TERM=")]
         env = {"TERM": terms[-1]} if terms else None
-        await self._process(stream, command, v2="v2" in args, env=env)
+        v2 = "v2" in args
+        # Without the shell protocol, adbd of Android 6 and older runs `shell:` on a PTY.
+        tty = not v2 and self.os.release.shell_pty
+        await self._process(stream, command, v2=v2, env=env, tty=tty)
 
     async def _process(
-        self, stream: Stream, command: str, *, v2: bool, env: dict[str, str] | None
+        self,
+        stream: Stream,
+        command: str,
+        *,
+        v2: bool,
+        env: dict[str, str] | None,
+        tty: bool = False,
     ) -> None:
         """Run a command (empty: an interactive sh) and relay its stdio over the stream."""
         try:
-            proc = await self.os.spawn(command or None, env=env)
+            proc = await self.os.spawn(command or None, env=env, tty=tty)
         except Exception as exc:  # cannot start: report like a shell that failed
             message = f"/system/bin/sh: {exc}\n".encode()
             if v2:

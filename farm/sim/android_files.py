@@ -14,6 +14,7 @@ benchmark_model).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from farm.profiles import CpuCluster, Profile
@@ -26,12 +27,14 @@ STATE = "/data/vendor/farm_sim"  # the stand-in's state folder (FARM_SIM_STATE)
 SYSTEM = "/system"
 BENCHMARK_BINARY = "/system/bin/benchmark_model"
 BENCHMARK_PROP = "debug.farm.benchmark_model"
-SHELL_PATH = "/system/bin:/system/xbin:/usr/bin:/bin"
+SHELL_PATH = "/system/bin:/system/xbin"
 
 # ARM "CPU part" numbers as /proc/cpuinfo shows them.
 _ARM_PARTS = {
     "Cortex-A53": (0x41, 0x0, 0xD03, 4),
     "Cortex-A55": (0x41, 0x2, 0xD05, 0),
+    "Cortex-A57": (0x41, 0x1, 0xD07, 1),
+    "Cortex-A75": (0x41, 0x2, 0xD0A, 1),
     "Cortex-A76": (0x41, 0x4, 0xD0B, 1),
     "Cortex-A77": (0x41, 0x1, 0xD0D, 0),
     "Cortex-A78": (0x41, 0x1, 0xD41, 0),
@@ -289,7 +292,11 @@ def battery_temp_file() -> str:
 
 @dataclass(frozen=True)
 class ShellLayout:
-    """Where the phone's shell finds things (device paths when confined, host paths otherwise)."""
+    """Where the phone's shell finds things (device paths when confined, host paths otherwise).
+
+    `tools` is the private PATH of the stand-ins (the lab's own helper tools, never on the
+    phone's PATH); `setsid` and `nohup` are absolute commands from it.
+    """
 
     system: str = SYSTEM
     state: str = STATE
@@ -299,8 +306,52 @@ class ShellLayout:
     python: str = "/system/lib/python/bin/python3"
     pythonpath: str = ""
     ld_library_path: str = ""
-    setsid: str = "/usr/bin/setsid"
-    nohup: str = "/usr/bin/nohup"
+    shebang: str = "/system/bin/sh"
+    tools: str = "/system/lib/simtools"
+    setsid: str = "/system/lib/simtools/setsid"
+    nohup: str = "/system/lib/simtools/nohup"
+    toybox: str = ""  # the real toybox behind /system/bin/toybox ("": no toybox wrapper)
+    toybox_applets: tuple[str, ...] = ()  # the applets the release's toybox answers to
+    toolbox_df: bool = False  # df prints toolbox's format (Android 6 and older)
+    toybox_nohup: bool = False  # nohup is toybox's own (no new session), not the stand-in
+
+
+@dataclass(frozen=True)
+class StandInContext:
+    """What a stand-in is written from."""
+
+    profile: Profile
+    layout: ShellLayout
+    storage_free_mb: int
+
+
+_STAND_INS: dict[str, Callable[[StandInContext], str]] = {}
+_DUMPSYS: dict[str, Callable[[StandInContext], str]] = {}
+
+
+def stand_in(name: str) -> Callable[[Callable[[StandInContext], str]], Callable[..., str]]:
+    """Register the body of the /system/bin/NAME stand-in (a `#!/system/bin/sh` script).
+
+    The body runs with PATH set to the lab's private tools (awk, sort, find, ...) unless it
+    sets its own; `$PHONE_PATH` keeps the phone's PATH for commands it runs on the caller's
+    behalf.
+    """
+
+    def register(func: Callable[[StandInContext], str]) -> Callable[[StandInContext], str]:
+        _STAND_INS[name] = func
+        return func
+
+    return register
+
+
+def dumpsys_service(name: str) -> Callable[[Callable[[StandInContext], str]], Callable[..., str]]:
+    """Register the shell lines `dumpsys NAME` runs (its output as the service prints it)."""
+
+    def register(func: Callable[[StandInContext], str]) -> Callable[[StandInContext], str]:
+        _DUMPSYS[name] = func
+        return func
+
+    return register
 
 
 def shell_scripts(
@@ -310,42 +361,49 @@ def shell_scripts(
 
     `storage_free_mb`: the free space df counts from (default: the profile's).
     """
+    free = profile.sim.storage_free_mb if storage_free_mb is None else storage_free_mb
+    ctx = StandInContext(profile, layout, free)
+    scripts = {}
+    for name in stand_in_names(layout):
+        body = _STAND_INS[name]
+        scripts[name] = (
+            f"#!{layout.shebang}\n# {name}: a stand-in of the virtual phone\n"
+            f"PHONE_PATH=$PATH; PATH={shlex.quote(layout.tools)}; export LC_ALL=C\n" + body(ctx)
+        )
+    return scripts
+
+
+def _props_files(layout: ShellLayout) -> str:
     q = shlex.quote
-    battery = profile.sim.battery
-    status = _BATTERY_STATUS[battery.status]
-    ac = str(battery.plugged == "ac").lower()
-    usb = str(battery.plugged == "usb").lower()
-    current = 0 if battery.plugged == "none" else (3000000 if battery.plugged == "ac" else 500000)
-    voltage = 0 if battery.plugged == "none" else 5000000
-    counter = battery.level * _BATTERY_CAPACITY_UAH // 100
-    power = f"{layout.sys}/class/power_supply/battery"
-    props_files = f"{q(layout.system + '/build.prop')} {q(layout.state + '/props')}"
-    merge_awk = (
-        '{ i = index($0, "="); if (i > 1 && substr($0, 1, 1) != "#") '
-        "v[substr($0, 1, i - 1)] = substr($0, i + 1) }"
-    )
-    if storage_free_mb is None:
-        storage_free_mb = profile.sim.storage_free_mb
-    free_bytes = storage_free_mb * 1024 * 1024
-    data_dirs = f"{q(layout.data_tmp)} {q(layout.sdcard)}"
-    gles = gles_line(profile)
-    all_cpus = sum(1 << cpu for cpu in _cpus(profile))
-    scripts = {
-        "getprop": f"""#!/bin/sh
-# getprop [NAME [DEFAULT]]: system properties (build.prop, then values set with setprop)
-export LC_ALL=C
+    return f"{q(layout.system + '/build.prop')} {q(layout.state + '/props')}"
+
+
+_MERGE_AWK = (
+    '{ i = index($0, "="); if (i > 1 && substr($0, 1, 1) != "#") '
+    "v[substr($0, 1, i - 1)] = substr($0, i + 1) }"
+)
+
+
+@stand_in("getprop")
+def _getprop(ctx: StandInContext) -> str:
+    files = _props_files(ctx.layout)
+    return f"""# getprop [NAME [DEFAULT]]: system properties (build.prop, then those set by setprop)
 if [ $# -eq 0 ]; then
   sep=$(printf '\\001')
-  cat {props_files} 2>/dev/null | awk '{merge_awk}
+  cat {files} 2>/dev/null | awk '{_MERGE_AWK}
     END {{ for (k in v) printf "%s\\001[%s]: [%s]\\n", k, k, v[k] }}' \\
     | sort -t "$sep" -k1,1 | cut -d "$sep" -f2-
 else
-  cat {props_files} 2>/dev/null | K="$1" D="$2" awk '{merge_awk}
+  cat {files} 2>/dev/null | K="$1" D="$2" awk '{_MERGE_AWK}
     END {{ k = ENVIRON["K"]; if (k in v) print v[k]; else print ENVIRON["D"] }}'
 fi
-""",
-        "setprop": f"""#!/bin/sh
-# setprop NAME VALUE: only debug.* properties may be set from the shell
+"""
+
+
+@stand_in("setprop")
+def _setprop(ctx: StandInContext) -> str:
+    props = shlex.quote(ctx.layout.state + "/props")
+    return f"""# setprop NAME VALUE: only debug.* properties may be set from the shell
 if [ $# -ne 2 ]; then
   echo "usage: setprop NAME VALUE" >&2
   exit 1
@@ -358,13 +416,63 @@ esac
 case "$2" in *"
 "*) echo "setprop: value must be a single line" >&2; exit 1 ;;
 esac
-printf '%s=%s\\n' "$1" "$2" >> {q(layout.state + "/props")}
-""",
-        "dumpsys": f"""#!/bin/sh
-# dumpsys SERVICE: the battery, SurfaceFlinger and thermalservice services
+printf '%s=%s\\n' "$1" "$2" >> {props}
+"""
+
+
+@stand_in("dumpsys")
+def _dumpsys(ctx: StandInContext) -> str:
+    names = sorted(_DUMPSYS)
+    cases = "".join(f"  {name})\n{_DUMPSYS[name](ctx)}    ;;\n" for name in names)
+    listing = "".join(f'echo "  {name}"; ' for name in names)
+    return f"""# dumpsys [SERVICE]: the services the virtual phone knows
 case "$1" in
-  battery)
-    echo "Current Battery Service state:"
+{cases}  -l|"") echo "Currently running services:"; {listing}:;;
+  *) echo "Can't find service: $1" ;;
+esac
+"""
+
+
+@stand_in("service")
+def _service(ctx: StandInContext) -> str:
+    names = sorted(_DUMPSYS)
+    listing = "".join(f'echo "{i}\t{n}: []"; ' for i, n in enumerate(names))
+    checks = "|".join(names)
+    return f"""# service list | service check NAME: the services the virtual phone knows
+case "$1" in
+  list) echo "Found {len(names)} services:"; {listing}:;;
+  check) case "$2" in {checks}) echo "Service $2: found";; *) echo "Service $2: not found";; esac;;
+  *) echo "usage: service [-h|-?]"; echo "       service list"; echo "       service check SERVICE"
+     exit 1;;
+esac
+"""
+
+
+@stand_in("cmd")
+def _cmd(ctx: StandInContext) -> str:
+    names = sorted(_DUMPSYS)
+    listing = "".join(f'echo "{n}"; ' for n in names)
+    return f"""# cmd SERVICE ...: no service of the virtual phone takes commands
+case "$1" in
+  -l) echo "Currently running services:"; {listing}:;;
+  "") echo "cmd: No service specified; use -l to list all running services." >&2; exit 20;;
+  *) echo "cmd: Can't find service: $1" >&2; exit 20;;
+esac
+"""
+
+
+@dumpsys_service("battery")
+def _dumpsys_battery(ctx: StandInContext) -> str:
+    battery = ctx.profile.sim.battery
+    status = _BATTERY_STATUS[battery.status]
+    ac = str(battery.plugged == "ac").lower()
+    usb = str(battery.plugged == "usb").lower()
+    current = 0 if battery.plugged == "none" else (3000000 if battery.plugged == "ac" else 500000)
+    voltage = 0 if battery.plugged == "none" else 5000000
+    counter = battery.level * _BATTERY_CAPACITY_UAH // 100
+    power = f"{ctx.layout.sys}/class/power_supply/battery"
+    q = shlex.quote
+    return f"""    echo "Current Battery Service state:"
     echo "  AC powered: {ac}"
     echo "  USB powered: {usb}"
     echo "  Wireless powered: false"
@@ -379,48 +487,30 @@ case "$1" in
     echo "  voltage: {_battery_mv(battery.level)}"
     echo "  temperature: $(cat {q(power + "/temp")})"
     echo "  technology: Li-ion"
-    ;;
-  SurfaceFlinger)
-    echo " ------------RE GLES------------"
-    {"echo " + q(gles) if gles else ":"}
-    ;;
-  thermalservice) cat {q(layout.state + "/thermalservice")} ;;
-  -l|"") echo "Currently running services:"
-    echo "  SurfaceFlinger"; echo "  battery"; echo "  thermalservice" ;;
-  *) echo "Can't find service: $1" ;;
-esac
-""",
-        "df": f"""#!/bin/sh
-# df [PATH...]: /data and /sdcard report the phone's free space, minus what is stored there
-used=$(find {data_dirs} -type f -printf '%s\\n' 2>/dev/null \\
-  | awk '{{ s += $1 }} END {{ print s + 0 }}')
-free=$(( ({free_bytes} - used) / 1024 ))
-[ "$free" -lt 0 ] && free=0
-used_k=$(( 21474836 + used / 1024 ))
-total=$(( free + used_k ))
-pct=$(( (used_k * 100 + total - 1) / total ))
-echo "Filesystem       1K-blocks     Used Available Use% Mounted on"
-[ $# -eq 0 ] && set -- /data
-for p in "$@"; do
-  case "$p" in
-    -*) continue ;;
-    /data|/data/*)
-      printf "%-16s %9d %8d %9d %3d%% %s\\n" /dev/block/dm-48 "$total" "$used_k" "$free" "$pct" \\
-        /data ;;
-    /sdcard|/sdcard/*|/storage|/storage/*)
-      printf "%-16s %9d %8d %9d %3d%% %s\\n" /dev/fuse "$total" "$used_k" "$free" "$pct" \\
-        /storage/emulated ;;
-    *) printf "%-16s %9d %8d %9d %3d%% %s\\n" /dev/block/dm-0 3802128 3790508 11620 100 / ;;
-  esac
-done
-""",
-        "nohup": f"""#!/bin/sh
-# nohup COMMAND: detached in its own session, so it outlives the shell stream that started it
-exec {q(layout.setsid)} -w {q(layout.nohup)} "$@"
-""",
-        "taskset": f"""#!/bin/sh
-# taskset [-p] MASK [PID | COMMAND...]: the phone's CPUs are {_cpu_range(_cpus(profile))}; a command
-# runs with FARM_SIM_AFFINITY=MASK (the benchmark stand-in places its threads by it)
+"""
+
+
+@dumpsys_service("SurfaceFlinger")
+def _dumpsys_surfaceflinger(ctx: StandInContext) -> str:
+    """The part of SurfaceFlinger's dump that names the GPU: RenderEngine's GLES line."""
+    gles = gles_line(ctx.profile)
+    line = f"    echo {shlex.quote(gles)}\n" if gles else ""
+    return '    echo " ------------RE GLES------------"\n' + line
+
+
+@dumpsys_service("thermalservice")
+def _dumpsys_thermalservice(ctx: StandInContext) -> str:
+    """Android's thermal service: status and temperatures, kept current by the heat model."""
+    return f"    cat {shlex.quote(ctx.layout.state + '/thermalservice')}\n"
+
+
+@stand_in("taskset")
+def _taskset(ctx: StandInContext) -> str:
+    cpus = _cpus(ctx.profile)
+    all_cpus = sum(1 << cpu for cpu in cpus)
+    return f"""# taskset [-p] MASK [PID | COMMAND...]: the phone's CPUs are {_cpu_range(cpus)}; a
+# command runs with FARM_SIM_AFFINITY=MASK (the benchmark stand-in places its threads by it)
+PATH=$PHONE_PATH
 if [ "$1" = -p ]; then
   [ $# -eq 2 ] && {{ echo "pid $2's current affinity mask: {all_cpus:x}"; exit 0; }}
   shift
@@ -433,23 +523,134 @@ if [ $(( 0x${{1#0x}} & {all_cpus} )) -eq 0 ]; then
 fi
 FARM_SIM_AFFINITY=${{1#0x}}; export FARM_SIM_AFFINITY; shift
 case "$1" in ""|*[!0-9]*) [ $# -gt 0 ] && exec "$@"; exit 0 ;; esac
-""",
-        "settings": f"""#!/bin/sh
-# settings get|put|delete NAMESPACE KEY [VALUE]: kept in the phone's state (a reboot keeps them)
-f={q(layout.state + "/settings")}
+"""
+
+
+@stand_in("settings")
+def _settings(ctx: StandInContext) -> str:
+    f = shlex.quote(ctx.layout.state + "/settings")
+    return f"""# settings get|put|delete NAMESPACE KEY [VALUE]: kept in the phone's state (a reboot
+# keeps them)
 case "$1" in
-  get) v=$(grep "^$2/$3=" $f 2>/dev/null | tail -n 1); echo "${{v:-=null}}" | cut -d= -f2- ;;
-  put) grep -v "^$2/$3=" $f > $f.new 2>/dev/null; echo "$2/$3=$4" >> $f.new; mv $f.new $f ;;
-  delete) grep -v "^$2/$3=" $f > $f.new 2>/dev/null; mv $f.new $f; echo "Deleted 1 rows" ;;
+  get) v=$(grep "^$2/$3=" {f} 2>/dev/null | tail -n 1); echo "${{v:-=null}}" | cut -d= -f2- ;;
+  put) grep -v "^$2/$3=" {f} > {f}.new 2>/dev/null; echo "$2/$3=$4" >> {f}.new; mv {f}.new {f} ;;
+  delete) grep -v "^$2/$3=" {f} > {f}.new 2>/dev/null; mv {f}.new {f}; echo "Deleted 1 rows" ;;
   *) echo "usage: settings get|put|delete NAMESPACE KEY [VALUE]" >&2; exit 1 ;;
 esac
-""",
-        "benchmark_model": f"""#!/bin/sh
-# benchmark_model: the virtual phone's stand-in for TensorFlow Lite's benchmark tool
+"""
+
+
+# df's numbers are worked out in awk: mksh's arithmetic is 32-bit.
+_DF_AWK = r"""
+function size(n,   u) {  # toolbox's printsize(): tenths, K/M/G
+  n = n * 10; u = "K"
+  if (n > 1024 * 1024 * 10) { n = n / 1024; u = "M" }
+  if (n > 1024 * 1024 * 10) { n = n / 1024; u = "G" }
+  t = int((n + 512) / 1024)
+  return sprintf("%4d.%1d%s", int(t / 10), t % 10, u)
+}
+function row(dev, mnt, arg) {
+  if (toolbox)
+    printf "%-20s  %s  %s  %s   %d\n", arg, size(total * 1024), size(usedk * 1024),
+      size(freek * 1024), 4096
+  else
+    printf "%-16s %9d %8d %9d %3d%% %s\n", dev, total, usedk, freek, pct, mnt
+}
+BEGIN {
+  freek = int((freebytes - used) / 1024); if (freek < 0) freek = 0
+  usedk = 21474836 + int(used / 1024); total = freek + usedk
+  pct = int((usedk * 100 + total - 1) / total)
+  if (toolbox) print "Filesystem               Size     Used     Free   Blksize"
+  else print "Filesystem       1K-blocks     Used Available Use% Mounted on"
+  n = 0
+  for (i = 1; i < ARGC; i++) {
+    p = ARGV[i]
+    if (p ~ /^-/) continue
+    n++
+    if (p == "/data" || p ~ /^\/data\//) row("/dev/block/dm-48", "/data", p)
+    else if (p ~ /^\/(sdcard|storage)(\/|$)/) row("/dev/fuse", "/storage/emulated", p)
+    else if (toolbox) printf "%-20s  %s  %s  %s   %d\n", p, size(3802128 * 1024),
+      size(3790508 * 1024), size(11620 * 1024), 4096
+    else printf "%-16s %9d %8d %9d %3d%% %s\n", "/dev/block/dm-0", 3802128, 3790508, 11620, 100, "/"
+  }
+  if (n == 0) row("/dev/block/dm-48", "/data", "/data")
+}
+"""
+
+
+@stand_in("df")
+def _df(ctx: StandInContext) -> str:
+    layout = ctx.layout
+    dirs = f"{shlex.quote(layout.data_tmp)} {shlex.quote(layout.sdcard)}"
+    free_bytes = ctx.storage_free_mb * 1024 * 1024
+    form = (
+        "toolbox's (Size Used Free Blksize, sizes like 22.4G)" if layout.toolbox_df else "toybox's"
+    )
+    return f"""# df [PATH...]: /data and /sdcard report the phone's free space, minus what is stored
+# there; the format is {form}
+used=$(find {dirs} -type f -exec stat -c %s {{}} + 2>/dev/null \\
+  | awk '{{ s += $1 }} END {{ printf "%d", s }}')
+exec awk -v used="${{used:-0}}" -v freebytes={free_bytes} -v toolbox={int(layout.toolbox_df)} \\
+  {shlex.quote(_DF_AWK)} "$@"
+"""
+
+
+@stand_in("nohup")
+def _nohup(ctx: StandInContext) -> str:
+    q = shlex.quote
+    return f"""# nohup COMMAND: detached in its own session, so it outlives the shell stream
+# that started it
+PATH=$PHONE_PATH
+exec {q(ctx.layout.setsid)} -w {q(ctx.layout.nohup)} "$@"
+"""
+
+
+@stand_in("toybox")
+def _toybox(ctx: StandInContext) -> str:
+    """The release's toybox: the applets it has, and "Unknown command" for the rest."""
+    layout = ctx.layout
+    applets = " ".join(layout.toybox_applets)
+    return f"""# toybox [APPLET [ARGS...]]: only the applets of this Android release
+PATH=$PHONE_PATH
+if [ $# -eq 0 ]; then
+  echo {shlex.quote(applets)}
+  exit 0
+fi
+case " {applets} " in
+  *" $1 "*) exec {shlex.quote(layout.toybox)} "$@" ;;
+esac
+echo "toybox: Unknown command $1" >&2
+exit 1
+"""
+
+
+@stand_in("benchmark_model")
+def _benchmark_model(ctx: StandInContext) -> str:
+    q = shlex.quote
+    layout = ctx.layout
+    return f"""# benchmark_model: the virtual phone's stand-in for TensorFlow Lite's benchmark tool;
+# it execs, so its pid and command line are the benchmark's
+PATH=$PHONE_PATH
 export PYTHONPATH={q(layout.pythonpath)}
 export LD_LIBRARY_PATH={q(layout.ld_library_path)}
 export PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
 exec {q(layout.python)} -m farm.sim.benchmark_model "$@"
-""",
-    }
-    return scripts
+"""
+
+
+def passwd() -> str:
+    """/system/etc/passwd: the users a phone's shell names (root and shell)."""
+    return "root:x:0:0:root:/:/system/bin/sh\nshell:x:2000:2000:shell:/:/system/bin/sh\n"
+
+
+def group() -> str:
+    """/system/etc/group: the groups of those users."""
+    return "root:x:0:\nshell:x:2000:\n"
+
+
+def stand_in_names(layout: ShellLayout) -> list[str]:
+    """The stand-ins /system/bin holds with this layout."""
+    skip = {"toybox"} if not layout.toybox else set()
+    if layout.toybox_nohup:
+        skip.add("nohup")
+    return [name for name in _STAND_INS if name not in skip]

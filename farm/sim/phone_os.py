@@ -6,14 +6,23 @@ command enters them (`nsenter`) as uid 2000 without capabilities, cwd `/`. Insid
 
 - `/data/local/tmp` and `/sdcard` (also `/storage/emulated/0`): the only writable places, backed
   by `root/data/local/tmp` and `root/sdcard`;
-- `/system/bin`: sh, getprop, setprop, dumpsys, df, a detaching nohup and `benchmark_model` (a
-  launcher for `python -m farm.sim.benchmark_model`); `/system/build.prop`; the host's Python,
-  site-packages and the `farm` package read-only under `/system/lib` (the phone's system image);
+- `/system/bin`: Android's userland of the profile's release (`farm.sim.userland`): `sh` is
+  mksh, the other commands toybox applets (a few from busybox), and the stand-ins of
+  `farm.sim.android_files` behind `#!/system/bin/sh` (getprop, setprop, dumpsys, service, cmd,
+  df, a detaching nohup, `toybox` limited to the release's applets, and `benchmark_model`,
+  which execs `python -m farm.sim.benchmark_model`); `/system/build.prop`; `/system/etc/passwd`
+  knowing `shell`; the host's Python, site-packages and the `farm` package read-only under
+  `/system/lib` (the phone's system image); the real mksh, toybox, busybox and the lab's own
+  helpers under `/system/lib/simtools` (the stand-ins' private PATH, never the phone's);
 - `/proc` of its own pid namespace (`ps` shows only the phone's processes) with `/proc/cpuinfo`
   and `/proc/meminfo` generated from the profile, and a generated `/sys` (cpufreq, thermal
   zones, battery);
-- `/usr`, `/bin`, `/lib*` read-only for the shell's tools. Nothing else of the host: no
-  `/etc/passwd`, no `/home`, no repository, no host network.
+- `/usr/lib*` and `/lib*` read-only for the shared libraries. Nothing else of the host: no
+  `/bin` or `/usr/bin`, no `/etc/passwd`, no `/home`, no repository, no host network.
+
+On a release without the shell protocol (Android 6) a `shell:` command runs on a PTY
+(`spawn(..., tty=True)`): it is the controlling terminal of the shell's session, and output
+comes back with CR LF line ends as adbd of that release sends it.
 
 Detached jobs (`nohup cmd &`) run in a session of their own, so they outlive the shell and the
 adb stream that started them, as on a phone (`kill_group` on a closed stream reaches the shell's
@@ -33,11 +42,12 @@ temperatures, `farm.sim.heat`), thermalservice (the `dumpsys thermalservice` tex
 host CPU lock file (`CPU_LOCK`, bound read-only), which the litert engine holds while it times
 inferences.
 
-Without bubblewrap (or when it cannot create namespaces) phones run UNCONFINED: shell commands run
+Without bubblewrap or Android's userland (Debian's mksh, toybox, busybox-static), or when
+bubblewrap cannot create namespaces, phones run UNCONFINED: shell commands run
 directly on the host as the current user, in their own process group, with cwd
 `root/data/local/tmp` and the phone's scripts first on PATH. Device paths such as
 /data/local/tmp do not exist there, host files are reachable, and `ps` shows host processes. A
-warning says so once per process. Install bubblewrap (`apt-get install bubblewrap`) for real
+warning says so once per process. Install them (`scripts/setup-system.sh`) for real
 phones-in-a-box.
 """
 
@@ -64,7 +74,7 @@ from typing import Any
 
 from farm.profiles import PROFILE_DIR, Profile
 from farm.sim import android_files as af
-from farm.sim import heat
+from farm.sim import heat, userland
 
 log = logging.getLogger("farm.sim.phone_os")
 
@@ -77,6 +87,18 @@ NS_GET_USERNS = 0xB701  # ioctl: the user namespace owning a namespace
 _warned_unconfined = False
 
 CPU_LOCK = "/data/vendor/farm_cpu.lock"  # the lab's host CPU lock inside a sandbox
+SIMTOOLS = "/system/lib/simtools"  # the real userland binaries and the lab's private helpers
+# Host binaries bound into SIMTOOLS: Android's userland, and what commands enter the sandbox by.
+_SIMTOOLS_BINARIES = ("mksh", "toybox", "busybox", "nsenter", "setpriv")
+# The stand-ins' private PATH: name -> the multicall binary in SIMTOOLS it links to.
+_PRIVATE_TOOLS = {
+    **{
+        name: "busybox"
+        for name in ("awk", "cat", "cut", "find", "grep", "mv", "printf", "sort", "stat", "tail")
+    },
+    "setsid": "toybox",
+    "nohup": "toybox",
+}
 
 # Device path -> (folder under root, writable). Paths the sync service may reach.
 _MOUNTS: tuple[tuple[str, str, bool], ...] = (
@@ -92,8 +114,10 @@ _MOUNTS: tuple[tuple[str, str, bool], ...] = (
 
 
 def bubblewrap_available() -> bool:
-    """True when bwrap, nsenter and setpriv are all on PATH."""
-    return all(shutil.which(tool) for tool in ("bwrap", "nsenter", "setpriv"))
+    """True when bwrap, nsenter, setpriv and Android's userland (mksh, toybox, busybox) are
+    all on PATH."""
+    tools = ("bwrap", "nsenter", "setpriv")
+    return all(shutil.which(tool) for tool in tools) and userland.host_binaries() is not None
 
 
 @lru_cache(maxsize=1)
@@ -116,6 +140,75 @@ def _python_image() -> tuple[Path, str, list[Path], Path]:
 def _host_tool(name: str) -> str:
     """Absolute path of a host tool (the phone's shell sees /usr and /bin at the same paths)."""
     return shutil.which(name) or f"/usr/bin/{name}"
+
+
+def _simtools_binaries() -> dict[str, str]:
+    """Host paths of the binaries a sandbox binds into SIMTOOLS."""
+    found = userland.host_binaries() or {}
+    for name in ("nsenter", "setpriv"):
+        found[name] = _host_tool(name)
+    return found
+
+
+def _sync_links(folder: Path, links: dict[str, str], *, keep: set[str]) -> None:
+    """Make `folder`'s symlinks exactly `links` (name -> target); files named in `keep` stay."""
+    for entry in os.scandir(folder):
+        if entry.name in links or entry.name in keep:
+            continue
+        if entry.is_symlink():
+            os.unlink(entry.path)
+    for name, target in links.items():
+        path = folder / name
+        if path.is_symlink() and os.readlink(path) == target:
+            continue
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.symlink_to(target)
+
+
+class _PtyReader(asyncio.StreamReaderProtocol):
+    """Reads a PTY master: EIO (no process holds the terminal any more) is its end."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, OSError) and exc.errno == errno.EIO:
+            exc = None
+        super().connection_lost(exc)
+
+
+async def _spawn_on_pty(
+    argv: list[str], *, env: dict[str, str], cwd: str | None, pass_fds: tuple[int, ...]
+) -> asyncio.subprocess.Process:
+    """Start argv in a new session whose controlling terminal is a new PTY (util-linux
+    `setsid --ctty`); stdout reads the PTY, stdin writes to it."""
+    loop = asyncio.get_running_loop()
+    master, slave = os.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            _host_tool("setsid"),
+            "--ctty",
+            *argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=cwd,
+            pass_fds=pass_fds,
+        )
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: _PtyReader(reader), open(master, "rb", buffering=0))
+    out_fd = os.dup(master)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, open(out_fd, "wb", buffering=0)
+    )
+    proc.stdout = reader
+    proc.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+    proc.stderr = None
+    return proc
 
 
 def _pid_ns(pid: int) -> str | None:
@@ -164,6 +257,7 @@ class PhoneOS:
         self.root = Path(root).resolve()
         self.state_dir = self.root / "state"
         self.tick_s = 1.0
+        self.release = userland.release_for(userland.sdk_of(profile.props))
         self.confined = bubblewrap_available() if confine is None else confine
         self._init: subprocess.Popen[bytes] | None = None
         self._init_pid: int | None = None  # host pid of the sandbox's pid 1
@@ -177,20 +271,24 @@ class PhoneOS:
         self._busy = False
         self._prepare()
         if confine is None and not self.confined:
-            self._warn_unconfined("bubblewrap (bwrap, nsenter, setpriv) not found")
+            self._warn_unconfined(
+                "bubblewrap (bwrap, nsenter, setpriv) or Android's userland (mksh, toybox, "
+                "busybox) not found"
+            )
 
     # Layout on the host.
     def _prepare(self) -> None:
         root = self.root
-        for sub in ("data/local/tmp", "sdcard", "proc", "system/bin", "system/etc/alternatives"):
+        for sub in ("data/local/tmp", "sdcard", "proc", "system/bin", "system/etc"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        for sub in ("lib/python", "lib/farm/farm", "lib/farm/device_profiles"):
+        for sub in ("lib/python", "lib/farm/farm", "lib/farm/device_profiles", "lib/simtools"):
             (root / "system" / sub).mkdir(parents=True, exist_ok=True)
         _prefix, _exe, sites, _farm = _python_image()
         for index in range(len(sites)):
             (root / "system" / "lib" / f"site{index}").mkdir(exist_ok=True)
         self._write_identity()
         self._write_state()
+        self._write_userland()
         self._write_scripts()
 
     def _write_identity(self) -> None:
@@ -241,23 +339,37 @@ class PhoneOS:
         self.cpu_lock.touch(mode=0o644, exist_ok=True)
         _atomic_write(target, CPU_LOCK if self.confined else str(self.cpu_lock))
 
+    def _applets(self) -> dict[str, str]:
+        """The release's commands besides the stand-ins: name -> multicall binary."""
+        binaries = userland.host_binaries()
+        return userland.applet_sources(self.release, binaries) if binaries else {}
+
     def _layout(self) -> af.ShellLayout:
-        tools = {
-            "setsid": _host_tool("setsid"),
-            "nohup": _host_tool("nohup"),
-        }
         if self.confined:
             _prefix, exe, sites, _farm = _python_image()
             paths = ["/system/lib/farm"] + [f"/system/lib/site{i}" for i in range(len(sites))]
+            applets = self._applets()
             return af.ShellLayout(
-                **tools,
                 python=f"/system/lib/python/bin/{exe}",
                 pythonpath=":".join(paths),
                 ld_library_path="/system/lib/python/lib",
+                tools=SIMTOOLS,
+                setsid=f"{SIMTOOLS}/setsid",
+                nohup=f"{SIMTOOLS}/nohup",
+                toybox=f"{SIMTOOLS}/toybox",
+                toybox_applets=tuple(n for n, src in applets.items() if src == "toybox"),
+                toolbox_df=self.release.toolbox_df,
+                # On a PTY release the detaching stand-in would hide how toybox's nohup
+                # keeps the terminal (and so the adb shell) open.
+                toybox_nohup=self.release.shell_pty,
             )
         _prefix, _exe, _sites, farm_dir = _python_image()
         return af.ShellLayout(
-            **tools,
+            shebang="/bin/sh",
+            tools=os.environ.get("PATH", "/usr/bin:/bin"),
+            setsid=_host_tool("setsid"),
+            nohup=_host_tool("nohup"),
+            toolbox_df=self.release.toolbox_df,
             system=str(self.root / "system"),
             state=str(self.state_dir),
             sys=str(self.root / "sys"),
@@ -274,11 +386,41 @@ class PhoneOS:
         )
         for name, text in scripts.items():
             path = bin_dir / name
+            if path.is_symlink():
+                path.unlink()
             _atomic_write(path, text)
             path.chmod(0o755)
-        sh = bin_dir / "sh"
-        if not sh.is_symlink():
-            sh.symlink_to("/bin/sh")
+
+    def _write_userland(self) -> None:
+        """/system/bin's links (sh and the release's applets), SIMTOOLS and /system/etc.
+
+        Confined, the links point into SIMTOOLS, whose empty files the sandbox binds the host's
+        binaries over; unconfined, `sh` is the host's /bin/sh and the host's PATH has the rest.
+        """
+        system = self.root / "system"
+        simtools = system / "lib" / "simtools"
+        links: dict[str, str] = {}
+        tools: dict[str, str] = {}
+        if self.confined:
+            stand_ins = set(af.stand_in_names(self._layout()))
+            links = {
+                name: f"../lib/simtools/{src}"
+                for name, src in self._applets().items()
+                if name not in stand_ins
+            }
+            links["sh"] = "../lib/simtools/mksh"
+            tools = dict(_PRIVATE_TOOLS)
+            for name in _SIMTOOLS_BINARIES:
+                placeholder = simtools / name
+                if placeholder.is_symlink() or not placeholder.is_file():
+                    placeholder.unlink(missing_ok=True)
+                    placeholder.touch()
+        else:
+            links["sh"] = "/bin/sh"
+        _sync_links(system / "bin", links, keep=set(af.stand_in_names(self._layout())))
+        _sync_links(simtools, tools, keep=set(_SIMTOOLS_BINARIES))
+        _atomic_write(system / "etc" / "passwd", af.passwd())
+        _atomic_write(system / "etc" / "group", af.group())
 
     def _warn_unconfined(self, why: str) -> None:
         global _warned_unconfined
@@ -434,11 +576,12 @@ class PhoneOS:
             "--die-with-parent",
             "--cap-drop",
             "ALL",
-            "--ro-bind",
-            "/usr",
-            "/usr",
         ]
-        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        # Shared libraries only: the host's /bin and /usr/bin stay out of the phone.
+        for name in ("lib", "lib32", "lib64", "libx32"):
+            usr = Path("/usr") / name
+            if usr.is_dir() and not usr.is_symlink():
+                args += ["--ro-bind", str(usr), str(usr)]
             host = Path("/") / name
             if host.is_symlink():
                 args += ["--symlink", os.readlink(host), f"/{name}"]
@@ -454,8 +597,9 @@ class PhoneOS:
         args += ["--ro-bind", str(farm_dir), "/system/lib/farm/farm"]
         if PROFILE_DIR.is_dir():
             args += ["--ro-bind", str(PROFILE_DIR), "/system/lib/farm/device_profiles"]
-        if Path("/etc/alternatives").is_dir():  # Debian's tool symlinks (awk -> mawk, ...)
-            args += ["--ro-bind", "/etc/alternatives", "/system/etc/alternatives"]
+        binaries = _simtools_binaries()
+        for name in _SIMTOOLS_BINARIES:
+            args += ["--ro-bind", binaries[name], f"{SIMTOOLS}/{name}"]
         args += ["--symlink", "/system/etc", "/etc"]
         args += ["--ro-bind", str(root / "sys"), "/sys"]
         args += ["--bind", str(root / "data/local/tmp"), af.DATA_TMP]
@@ -486,9 +630,9 @@ class PhoneOS:
                     shutil.which("bwrap") or "bwrap",
                     "--args",
                     str(args_r),
-                    "/bin/sh",
+                    f"{SIMTOOLS}/mksh",
                     "-c",
-                    "echo ready; exec sleep infinity",
+                    "echo ready; exec /system/bin/sleep 2147483647",
                 ],
                 pass_fds=(args_r, info_w),
                 stdin=subprocess.DEVNULL,
@@ -582,15 +726,21 @@ class PhoneOS:
             return self._start_init()
         except (OSError, RuntimeError) as exc:
             self.confined = False
+            self._write_userland()
             self._write_scripts()
             self._write_cpu_lock()
             self._warn_unconfined(f"bubblewrap failed ({exc})")
             return None
 
     async def spawn(
-        self, command: str | None, *, env: dict[str, str] | None = None
+        self, command: str | None, *, env: dict[str, str] | None = None, tty: bool = False
     ) -> asyncio.subprocess.Process:
-        """`sh -c command` (None: a shell reading stdin) in the phone, in its own process group."""
+        """`sh -c command` (None: a shell reading stdin) in the phone, in its own process group.
+
+        `tty`: on a new PTY that is the session's controlling terminal, as adbd runs `shell:`
+        without the shell protocol; the process's stdout then reads the PTY (stderr merged, CR
+        LF line ends) until no process holds the terminal any more, and its stdin types into it.
+        """
         shell = ["/system/bin/sh", "-c", command] if command is not None else ["/system/bin/sh"]
         init_pid = self._ensure_init()
         full_env = self._env(env)
@@ -607,24 +757,32 @@ class PhoneOS:
                 "--root",
                 "--wd",
             ]
+            # Past --root, programs are the sandbox's own: the lab's helpers in SIMTOOLS.
             if os.fstat(owner).st_ino != os.fstat(inner).st_ino:
-                argv += [nsenter, f"--user=/proc/self/fd/{inner}", "--preserve-credentials"]
-            argv += [shutil.which("setpriv") or "setpriv", "--inh-caps=-all", "--no-new-privs"]
+                argv += [
+                    f"{SIMTOOLS}/nsenter",
+                    f"--user=/proc/self/fd/{inner}",
+                    "--preserve-credentials",
+                ]
+            argv += [f"{SIMTOOLS}/setpriv", "--inh-caps=-all", "--no-new-privs"]
             argv += shell
             cwd = None
         else:
             argv = [str(self.root / "system/bin/sh"), *shell[1:]]
             cwd = str(self.root / "data/local/tmp")
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=full_env,
-            cwd=cwd,
-            start_new_session=True,
-            pass_fds=pass_fds,
-        )
+        if tty:
+            proc = await _spawn_on_pty(argv, env=full_env, cwd=cwd, pass_fds=pass_fds)
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+                pass_fds=pass_fds,
+            )
         self._prune_groups()
         self._groups.add(proc.pid)
         return proc

@@ -147,7 +147,8 @@ def test_host_files_stay_out_of_reach_through_adb(start_lab, adb_server, tmp_pat
         "-s", serial, "shell", f"cat /etc/passwd {repo_file}; echo x > {repo_file.parent}/pwned"
     )
     assert result.returncode != 0
-    assert "root:" not in result.stdout and "[project]" not in result.stdout
+    # /etc/passwd is the phone's own (root and shell at /), never the host's
+    assert ":/root:" not in result.stdout and "[project]" not in result.stdout
     assert not (repo_file.parent / "pwned").exists()
     pull = adb_server.adb("-s", serial, "pull", str(repo_file), str(tmp_path / "got"))
     assert pull.returncode == 1 and not (tmp_path / "got").exists()

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from farm.android.jobs import launched_pid, parse_df, recorded_exit_status
+from farm.android.jobs import (
+    launch_command,
+    launched_pid,
+    launcher_script,
+    parse_df,
+    recorded_exit_status,
+)
+from farm.android.paths import log_path
 from farm.bench.cell import is_simulated, log_name, safe_name
 from farm.bench.parse import parse_text
 from farm.bench.service import expand_models
@@ -100,6 +108,21 @@ def test_free_space_from_df() -> None:
     )
     assert parse_df(df) == "10.0 MiB free on /data (df)"
     assert parse_df("df: /data: Permission denied\n") is None
+    # Android 6's toolbox df: sizes with units, Free in the 4th column, CR LF from a PTY.
+    toolbox = (
+        "Filesystem               Size     Used     Free   Blksize\r\n"
+        "/data/local/tmp         29.5G    20.5G     9.0G   4096\r\n"
+    )
+    assert parse_df(toolbox) == "9216.0 MiB free on /data/local/tmp (df)"
+    assert parse_df(toolbox.replace("9.0G", "512.0K")) == "0.5 MiB free on /data/local/tmp (df)"
+
+
+def test_launch_is_a_short_command_whatever_the_script_holds() -> None:
+    """Old adb servers abort on a service name over 4 KiB: the launch names a script."""
+    launcher, text = launcher_script()
+    command = launch_command(launcher, log_path("x" * 200 + ".log"), 5.0, "BENCH")
+    assert len(command) - len("BENCH") < 400 < len(text)
+    assert launcher.endswith(".sh") and hashlib.sha256(text.encode()).hexdigest()[:16] in launcher
 
 
 def test_failure_reason_names_the_signal_of_a_crash() -> None:
