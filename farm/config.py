@@ -206,6 +206,24 @@ class Config(_Strict):
     )
     binaries: dict[str, str] = Field(default_factory=dict)  # ABI -> host path
     output: str = "farm-runs"
+    labels: dict[str, str] = Field(default_factory=dict)  # stored in the run header
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_values(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                k: str(v).lower() if isinstance(v, bool) else str(v) if v is not None else ""
+                for k, v in value.items()
+            }
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            check_label_name(name)
+        return value
 
     @field_validator("models", "threads", "adb_servers", "delegates", mode="before")
     @classmethod
@@ -331,6 +349,8 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
         update["repeats"] = _int_flag("--repeats", overrides["repeats"])
     if overrides.get("out"):
         update["output"] = str(overrides["out"])
+    if overrides.get("label"):
+        update["labels"] = dict(config.labels) | parse_labels(_as_list(overrides["label"]))
     serials = [s for s in _split(overrides.get("serial") or []) if s]
     if not serials and not config.devices.serials and os.environ.get("ANDROID_SERIAL"):
         serials = [os.environ["ANDROID_SERIAL"]]
@@ -365,6 +385,33 @@ def _delegate_from_flag(config: Config, label: str) -> dict[str, Any]:
         return DelegateSpec.model_validate(label).model_dump(exclude_defaults=True)
     except ValidationError as exc:
         raise ConfigError(f"--delegate: {_message(exc.errors()[0])}") from None
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_label_name(name: str) -> str:
+    """A run label's name as given; ValueError unless it is a short identifier."""
+    if not _LABEL_NAME.match(name):
+        raise ValueError(
+            f"label name {name!r} must start with a letter or _ and hold only letters, "
+            "digits, _, . and - (at most 64)"
+        )
+    return name
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """`["commit=abc123", "build=4711"]` -> {"commit": "abc123", "build": "4711"}."""
+    labels: dict[str, str] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        if not sep:
+            raise ConfigError(f"--label {item!r}: expected NAME=VALUE, e.g. commit=abc123")
+        try:
+            labels[check_label_name(name.strip())] = value.strip()
+        except ValueError as exc:
+            raise ConfigError(f"--label {item!r}: {exc}") from None
+    return labels
 
 
 def _int_flag(flag: str, value: Any) -> int:

@@ -25,6 +25,7 @@ from farm.bench.plan import ModelRef, Plan, make_plan
 from farm.bench.runner import DeviceJob, Runner, RunnerOptions, set_aside
 from farm.config import Config, load_config
 from farm.errors import ConfigError, InputError, NoDeviceError, OutputError
+from farm.history.gate import Nightly
 from farm.models import check_file, validate_model
 from farm.report import write_outputs
 from farm.results.journal import Journal, load_run
@@ -122,13 +123,15 @@ def run(
     grace_s: float = 60.0,
     warn: Callable[[str], None] | None = None,
     options: RunnerOptions | None = None,
+    nightly: Nightly | None = None,
 ) -> RunOutcome:
     """Run a benchmark matrix (or the cells of `resume` that have no result yet) and write the
     run folder.
 
     The matrix comes from `config` (a ready Config) or from `config_path` with `overrides`.
     `options` (deadlines, quarantine, phase hook) replaces the runner's settings whole: with
-    it, `grace_s` and the config's `run_deadline_s` are not used.
+    it, `grace_s` and the config's `run_deadline_s` are not used. `nightly` records the run
+    in the history and compares it with a baseline (resolved before anything runs).
     """
     say = warn or (lambda text: log.warning("%s", text))
     previous = None
@@ -141,6 +144,7 @@ def run(
     elif config is None:
         config = load_config(config_path, overrides=overrides or {})
 
+    baseline = nightly.baseline_run() if nightly is not None else None
     models = load_models(list(config.models))
     check_binaries(dict(config.binaries))  # a wrong build is refused before anything is pushed
     if options is None:
@@ -187,7 +191,12 @@ def run(
                 say(f"{serial} of this run is not online; its cells keep their last status")
     else:
         run_id, run_dir = new_run_dir(config.output)
-        header = RunHeader(run_id=run_id, plan=plan.record(), config=config.model_dump(mode="json"))
+        header = RunHeader(
+            run_id=run_id,
+            plan=plan.record(),
+            config=config.model_dump(mode="json"),
+            labels=dict(config.labels),
+        )
         journal = Journal.create(run_dir, header)
         for d in matched:
             if not d.online:
@@ -236,7 +245,7 @@ def run(
         write_outputs(run_dir, data.cells, header=data.header)
     except OSError as exc:
         raise OutputError(f"{run_dir}: cannot write the report: {exc.strerror or exc}") from None
-    return RunOutcome(
+    finished = RunOutcome(
         run_dir=run_dir,
         counts=Counter(counts),
         bytes_pushed=outcome.bytes_pushed,
@@ -244,6 +253,7 @@ def run(
         cells=list(data.cells),
         warnings=warnings + outcome.warnings + list(data.warnings),
     )
+    return nightly.finish(data, finished, baseline) if nightly is not None else finished
 
 
 def _saved_config(run_dir: Path, header: RunHeader) -> Config:

@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "farm.cli.binaries",
     "farm.cli.run",
     "farm.cli.demo",
+    "farm.cli.compare",
+    "farm.cli.history",
 )
 
 

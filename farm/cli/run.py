@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from farm.results.model import RunOutcome
 
 
+HISTORY_DEFAULT = ":default:"  # `--history` given without a URL
+
+
 def register(app: typer.Typer) -> None:
     """Add `farm run` to the app."""
     app.command("run")(run_command)
@@ -54,10 +57,55 @@ def run_command(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show per-device progress.")
     ] = True,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="NAME=VALUE stored with the run (repeatable)."),
+    ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            "--history",
+            is_flag=False,
+            flag_value=HISTORY_DEFAULT,
+            help="Record the run in the history (a URL or path; alone: $FARM_HISTORY or the "
+            "user data folder).",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Compare with this run folder, or history[:NAME=VALUE]."),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 4 when the comparison finds these, e.g. regression,failed,fallback.",
+        ),
+    ] = None,
+    threshold: Annotated[
+        str, typer.Option("--threshold", help="Smallest latency change that counts.")
+    ] = "5%",
 ) -> None:
     """Benchmark models × delegates × threads on every selected device."""
     from farm.bench.service import run
     from farm.config import DEFAULT_CONFIG_NAME
+    from farm.history.gate import Nightly
+    from farm.results.compare import parse_fail_on, parse_threshold
+
+    if fail_on is not None and baseline is None:
+        raise ConfigError("--fail-on needs --baseline (a run folder or history[:NAME=VALUE])")
+    try:
+        nightly = Nightly(
+            record=history is not None,
+            history_url=None if history in (None, HISTORY_DEFAULT) else history,
+            baseline=baseline,
+            fail_on=parse_fail_on(fail_on) if fail_on is not None else (),
+            threshold=parse_threshold(threshold),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if resume is not None and label:
+        raise ConfigError("--resume takes no --label: the run keeps its own labels")
 
     if resume is not None and (config or model or delegate or threads or repeats or serial):
         raise ConfigError("--resume takes no other matrix options: it reuses the run's own config")
@@ -70,6 +118,7 @@ def run_command(
         "repeats": repeats,
         "serial": serial or None,
         "out": str(out) if out else None,
+        "label": label or None,
     }
     result = run(
         config,
@@ -78,6 +127,7 @@ def run_command(
         progress=progress and not as_json and sys.stderr.isatty(),
         grace_s=grace,
         warn=lambda text: typer.echo(f"farm: warning: {safe_text(text)}", err=True),
+        nightly=nightly,
     )
     if as_json:
         typer.echo(json.dumps(outcome_dict(result), indent=2))
@@ -95,6 +145,9 @@ def outcome_dict(result: RunOutcome) -> dict[str, Any]:
         "counts": {str(status): n for status, n in result.counts.items()},
         "bytes_pushed": result.bytes_pushed,
         "cells": len(result.cells),
+        "gate_failed": result.gate_failed,
+        "fail_on": list(result.fail_on),
+        "comparison": result.comparison.to_json() if result.comparison is not None else None,
     }
 
 
@@ -112,3 +165,7 @@ def show_result(result: RunOutcome) -> None:
         markup=False,
         highlight=False,
     )
+    if result.comparison is not None:
+        from farm.cli.compare import print_comparison
+
+        print_comparison(result.comparison, console, fail_on=result.fail_on)

@@ -24,6 +24,8 @@ upgrade the older form; loaders refuse newer versions):
     null when no delegate was asked for or the log does not say); `tool_flags` the extra
     benchmark_model flags passed verbatim; `binary` where the binary came from ({abi, source,
     sha256, translated}). Older lines get `delegate_kind` from the label and null for the rest.
+    Header `labels`: {name: value} given with `farm run --label NAME=VALUE` or `labels:` in
+    farm.yaml (a commit, a build number); absent in older headers, read as {}.
 """
 
 from __future__ import annotations
@@ -39,9 +41,13 @@ from datetime import datetime, timezone
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farm.android.info import DeviceInfo
+from farm.errors import GATE_FAILED
+
+if TYPE_CHECKING:
+    from farm.results.compare import Comparison
 
 SCHEMA_VERSION = 3
 
@@ -744,6 +750,7 @@ class RunHeader:
     tool_versions: Mapping[str, str | None] = field(default_factory=tool_versions)
     started_at: str = field(default_factory=now_iso)
     schema_version: int = SCHEMA_VERSION  # the version the line was written with
+    labels: Mapping[str, str] = field(default_factory=dict)  # e.g. {"commit": "abc123"}
 
     def to_json(self) -> dict[str, Any]:
         """The header line (always written with the current schema)."""
@@ -756,6 +763,7 @@ class RunHeader:
             "host": dict(self.host),
             "tool_versions": dict(self.tool_versions),
             "started_at": self.started_at,
+            "labels": dict(self.labels),
         }
 
     @classmethod
@@ -773,6 +781,7 @@ class RunHeader:
         config = d.get("config")
         host = d.get("host")
         tools = d.get("tool_versions")
+        labels = d.get("labels")
         return cls(
             run_id=_str(d, "run_id"),
             plan=PlanRecord.from_json(d.get("plan")),
@@ -785,6 +794,11 @@ class RunHeader:
             ),
             started_at=_str(d, "started_at"),
             schema_version=version,
+            labels=(
+                {str(k): str(v) for k, v in labels.items() if v is not None}
+                if isinstance(labels, Mapping)
+                else {}
+            ),
         )
 
 
@@ -838,11 +852,15 @@ class RunSummary:
         )
 
 
-def exit_code_for(counts: Mapping[Status, int], *, interrupted: bool = False) -> int:
-    """130 when interrupted; 0 when every cell got a result from the tool (ok/failed/
-    unsupported), else 1."""
+def exit_code_for(
+    counts: Mapping[Status, int], *, interrupted: bool = False, gate_failed: bool = False
+) -> int:
+    """130 when interrupted; 4 when the `--fail-on` gate found something it names; 0 when
+    every cell got a result from the tool (ok/failed/unsupported), else 1."""
     if interrupted:
         return 130
+    if gate_failed:
+        return GATE_FAILED
     return 1 if any(n for s, n in counts.items() if not Status(s).complete) else 0
 
 
@@ -914,8 +932,14 @@ class RunOutcome:
     interrupted: bool = False
     cells: list[CellResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    gate_failed: bool = False  # `--fail-on` found something it names (exit code 4)
+    comparison: Comparison | None = None  # against `--baseline`, when one was given
+    fail_on: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
-        """130 when interrupted; 0 when every cell got a result from the tool, else 1."""
-        return exit_code_for(self.counts, interrupted=self.interrupted)
+        """130 when interrupted; 4 when the gate failed; 0 when every cell got a result from
+        the tool, else 1."""
+        return exit_code_for(
+            self.counts, interrupted=self.interrupted, gate_failed=self.gate_failed
+        )
