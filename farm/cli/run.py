@@ -16,9 +16,6 @@ if TYPE_CHECKING:
     from farm.results.model import RunOutcome
 
 
-HISTORY_DEFAULT = ":default:"  # `--history` given without a URL
-
-
 def register(app: typer.Typer) -> None:
     """Add `farm run` to the app."""
     app.command("run")(run_command)
@@ -62,13 +59,18 @@ def run_command(
         typer.Option("--label", "-l", help="NAME=VALUE stored with the run (repeatable)."),
     ] = None,
     history: Annotated[
-        str | None,
+        bool,
         typer.Option(
             "--history",
-            is_flag=False,
-            flag_value=HISTORY_DEFAULT,
-            help="Record the run in the history (a URL or path; alone: $FARM_HISTORY or the "
-            "user data folder).",
+            help="Record the run in the history ($FARM_HISTORY, else the user data folder).",
+        ),
+    ] = False,
+    history_url: Annotated[
+        str | None,
+        typer.Option(
+            "--history-url",
+            help="Record the run in this history database (sqlite:///file, postgresql://..., "
+            "or a path); --baseline history reads it too.",
         ),
     ] = None,
     baseline: Annotated[
@@ -96,8 +98,8 @@ def run_command(
         raise ConfigError("--fail-on needs --baseline (a run folder or history[:NAME=VALUE])")
     try:
         nightly = Nightly(
-            record=history is not None,
-            history_url=None if history in (None, HISTORY_DEFAULT) else history,
+            record=history or history_url is not None,
+            history_url=history_url,
             baseline=baseline,
             fail_on=parse_fail_on(fail_on) if fail_on is not None else (),
             threshold=parse_threshold(threshold),

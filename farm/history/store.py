@@ -10,6 +10,7 @@ import json
 import os
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import platformdirs
 from sqlalchemy import (
+    Connection,
     Engine,
     and_,
     case,
@@ -27,7 +29,7 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from farm.errors import InputError
 from farm.history import schema as s
@@ -228,8 +230,17 @@ class History:
         try:
             with self.engine.begin() as conn:
                 s.migrate(conn, self.shown)
-        except OperationalError as exc:
+        except SQLAlchemyError as exc:
             raise HistoryError(f"{self.shown}: cannot open: {_first_line(exc)}") from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection whose database errors become one HistoryError line."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise HistoryError(f"{self.shown}: cannot read: {_first_line(exc)}") from None
 
     def close(self) -> None:
         """Release the database connections."""
@@ -307,7 +318,7 @@ class History:
             q = q.where(r.c.id.in_(select(c.c.run).where(*self._cell_where(f))))
         if limit:
             q = q.limit(limit)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(q).all()
             labels = self._labels(conn, [row[0] for row in rows])
         return [
@@ -317,7 +328,7 @@ class History:
 
     def load_run(self, run_id: str) -> Run:
         """A recorded run as a typed Run (header and cells as they were recorded)."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 select(s.runs.c.id, s.runs.c.header, s.runs.c.source).where(
                     s.runs.c.run_id == run_id
@@ -360,7 +371,7 @@ class History:
         )
         if f.labels or f.since:
             q = q.where(c.c.run.in_(select(s.runs.c.id).where(*self._run_where(f))))
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return [Configuration(*row) for row in conn.execute(q).all()]
 
     def trend(self, config: Configuration, filters: Filters | None = None) -> list[TrendPoint]:
@@ -373,7 +384,7 @@ class History:
             .where(c.c.config_key == config.key, *self._run_where(f))
             .order_by(r.c.started_at, r.c.id)
         )
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(q).all()
             labels = self._labels(conn, sorted({row[0] for row in rows}))
         points: list[TrendPoint] = []
@@ -418,7 +429,7 @@ class History:
 
     # ------------------------------------------------------------------ helpers
 
-    def _labels(self, conn: Any, pks: Sequence[int]) -> dict[int, dict[str, str]]:
+    def _labels(self, conn: Connection, pks: Sequence[int]) -> dict[int, dict[str, str]]:
         out: dict[int, dict[str, str]] = {}
         for chunk in _chunks(list(pks), 500):
             q = select(s.run_labels.c.run, s.run_labels.c.name, s.run_labels.c.value).where(

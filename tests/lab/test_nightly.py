@@ -38,7 +38,7 @@ def test_slowdown_is_found_by_compare_history_and_gate(
     slow = next(p.serial for p in lab.phones if p.profile == "pixel_7")
     config = run_config(**MATRIX)
     url = f"sqlite:///{tmp_path / 'history.sqlite'}"
-    base = ["run", "-c", config, "--json", "--no-progress", "--history", url]
+    base = ["run", "-c", config, "--json", "--no-progress", "--history-url", url]
 
     first = farm_cli(*base, "--label", "commit=aaa")
     assert first.returncode == 0, first.stderr
