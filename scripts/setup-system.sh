@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages farm's virtual lab and tests use: bubblewrap (the virtual phones'
 # sandbox; nsenter, setpriv and unshare come with util-linux) and adb (Debian's adb 29, tested
-# beside the adb 36 in the adbutils wheel), then checks that bubblewrap can start a sandbox here.
+# beside the adb 36 in the adbutils wheel) and postgresql (the history tests start a private
+# server with initdb/pg_ctl), then checks that bubblewrap can start a sandbox here.
 #
 # What it could not do it says loudly: the tests that need it are then skipped (`make test`
 # ends with a line naming them). In strict mode (FARM_STRICT_ENV=1, `make test STRICT=1`,
@@ -20,6 +21,12 @@ have() {
   path=$(command -v "$1" 2>/dev/null) && [ -x "$path" ]
 }
 
+# PostgreSQL's server programs: on PATH or in Debian's versioned folder.
+have_postgres() {
+  have initdb && have pg_ctl && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
 # The Debian packages still missing, by what the tests look for.
 missing_packages() {
   local need=()
@@ -31,6 +38,7 @@ missing_packages() {
     fi
   done
   [ -x /usr/bin/adb ] || need+=(adb)  # the tests run Debian's adb from there
+  have_postgres || need+=(postgresql)
   echo "${need[@]}"
 }
 
@@ -54,6 +62,7 @@ for pkg in "${still[@]}"; do
     bubblewrap) problems+=("bubblewrap is not installed: the virtual phones run unconfined and the lab tests that need the sandbox do not run") ;;
     util-linux) problems+=("nsenter, setpriv or unshare (util-linux) is missing: no sandbox for the virtual phones, no mount-namespace tests") ;;
     adb) problems+=("Debian's adb (/usr/bin/adb) is not installed: the tests run only the adb bundled in adbutils") ;;
+    postgresql) problems+=("the PostgreSQL server (postgresql) is not installed: the history tests on PostgreSQL do not run") ;;
   esac
 done
 if have bwrap &&
@@ -67,7 +76,7 @@ fi
   for problem in "${problems[@]}"; do
     echo "setup: WARNING: $problem."
   done
-  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux) and run again."
+  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux postgresql) and run again."
   if [ "$strict" -eq 1 ]; then
     echo "setup: strict mode (FARM_STRICT_ENV / CI): the test suite cannot run whole here; stopping."
   else

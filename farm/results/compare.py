@@ -448,7 +448,8 @@ def fingerprints_of(run: Run) -> dict[str, str]:
     return out
 
 
-def _side(cells: Sequence[CellResult]) -> Side:
+def summarize(cells: Sequence[CellResult]) -> Side:
+    """One configuration's cells (one per repeat) as one side of a comparison."""
     first = cells[0]
     statuses: dict[str, int] = {}
     for c in cells:
@@ -594,8 +595,8 @@ def compare_runs(
     gn = group_cells(new, match_by=match_by, model_by=model_by)
     configs = []
     for key in sorted(gb.keys() | gn.keys(), key=_sort_key):
-        sb = _side(gb[key]) if key in gb else None
-        sn = _side(gn[key]) if key in gn else None
+        sb = summarize(gb[key]) if key in gb else None
+        sn = summarize(gn[key]) if key in gn else None
         lat = (
             latency_change(sb, sn, threshold=threshold, alpha=alpha)
             if sb is not None and sn is not None

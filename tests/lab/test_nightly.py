@@ -14,7 +14,7 @@ from farm.history import Filters, History
 from farm.results.journal import load_run
 from farm.sim.lab import Lab
 
-pytestmark = [pytest.mark.lab, pytest.mark.needs("bubblewrap")]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.needs("bubblewrap")]
 
 MATRIX = {
     "delegates": ["cpu", "gpu"],
