@@ -1,9 +1,12 @@
 """Steps in a configuration's latency series: where the level changed, and by how much.
 
-PELT (ruptures) on the log of the per-run medians, with a penalty scaled by the series' own
-noise (a robust estimate from successive differences), finds candidate change points; steps
-smaller than the threshold are then merged away one by one (smallest first), as asv's step fit
-does, so the nightly report names only changes worth a look.
+PELT (Killick et al. 2012: optimal partitioning with pruning, squared-error cost) on the log of
+the per-run medians, with a penalty scaled by the series' own noise (a robust estimate from
+successive differences), finds candidate change points; steps smaller than the threshold are
+then merged away one by one (smallest first), as asv's step fit does, so the nightly report
+names only changes worth a look. The cost comes from cumulative sums and each step of the
+search is one numpy expression over the candidates: 1,000 runs take milliseconds (ruptures'
+PELT calls a Python cost per pair and took seconds per series).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import ruptures
 
 DEFAULT_THRESHOLD = 0.05
 PENALTY_FACTOR = 3.0  # times sigma² · log(n): a BIC-like penalty, a little stricter
@@ -50,6 +52,40 @@ def noise_sigma(logs: Sequence[float]) -> float:
     return 1.4826 * mad / math.sqrt(2)
 
 
+def pelt(series: Sequence[float], penalty: float, min_segment: int) -> list[int]:
+    """The change points (start indices of every segment but the first) minimising the sum of
+    squared deviations from each segment's mean plus `penalty` per change."""
+    x = np.asarray(series, dtype=float)
+    n = len(x)
+    c1 = np.concatenate(([0.0], np.cumsum(x)))
+    c2 = np.concatenate(([0.0], np.cumsum(x * x)))
+
+    def cost(starts: np.ndarray, end: int) -> np.ndarray:
+        length = end - starts
+        s1 = c1[end] - c1[starts]
+        return (c2[end] - c2[starts]) - s1 * s1 / length
+
+    best = np.full(n + 1, np.inf)
+    best[0] = -penalty
+    last = np.zeros(n + 1, dtype=int)
+    candidates = np.array([0])
+    for t in range(min_segment, n + 1):
+        ready = candidates[t - candidates >= min_segment]
+        totals = best[ready] + cost(ready, t) + penalty
+        i = int(np.argmin(totals))
+        best[t], last[t] = totals[i], ready[i]
+        waiting = candidates[t - candidates < min_segment]
+        kept = ready[totals - penalty <= best[t]]  # pruning: these can never win again
+        candidates = np.concatenate((kept, waiting, [t]))
+    cuts = []
+    t = n
+    while t > 0:
+        t = int(last[t])
+        if t > 0:
+            cuts.append(t)
+    return sorted(cuts)
+
+
 def detect_steps(
     values: Sequence[float],
     *,
@@ -64,8 +100,7 @@ def detect_steps(
     logs = [math.log(v) for v in clean]
     sigma = max(noise_sigma(logs), 1e-4)
     penalty = PENALTY_FACTOR * sigma * sigma * math.log(n)
-    algo = ruptures.Pelt(model="l2", min_size=min_segment, jump=1).fit(np.asarray(logs))
-    cuts = [int(b) for b in algo.predict(pen=penalty)][:-1]  # the last one is n
+    cuts = pelt(logs, penalty, min_segment)
     band = math.log1p(threshold)
     while cuts:
         edges = [0, *cuts, n]
