@@ -63,7 +63,8 @@ def pelt(series: Sequence[float], penalty: float, min_segment: int) -> list[int]
     def cost(starts: np.ndarray, end: int) -> np.ndarray:
         length = end - starts
         s1 = c1[end] - c1[starts]
-        return (c2[end] - c2[starts]) - s1 * s1 / length
+        out: np.ndarray = (c2[end] - c2[starts]) - s1 * s1 / length
+        return out
 
     best = np.full(n + 1, np.inf)
     best[0] = -penalty
