@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -25,7 +25,6 @@ from farm.bench.plan import ModelRef, Plan, make_plan
 from farm.bench.runner import DeviceJob, Runner, RunnerOptions, set_aside
 from farm.config import Config, load_config
 from farm.errors import ConfigError, InputError, NoDeviceError, OutputError
-from farm.history.gate import Nightly
 from farm.models import check_file, validate_model
 from farm.report import write_outputs
 from farm.results.journal import Journal, load_run
@@ -37,6 +36,9 @@ from farm.results.model import (
     Status,
     count_statuses,
 )
+
+if TYPE_CHECKING:  # the history and statistics load only when a run asks for them
+    from farm.history.gate import Nightly
 
 log = logging.getLogger(__name__)
 

@@ -91,21 +91,26 @@ def run_command(
     """Benchmark models × delegates × threads on every selected device."""
     from farm.bench.service import run
     from farm.config import DEFAULT_CONFIG_NAME
-    from farm.history.gate import Nightly
     from farm.results.compare import parse_fail_on, parse_threshold
 
     if fail_on is not None and baseline is None:
         raise ConfigError("--fail-on needs --baseline (a run folder or history[:NAME=VALUE])")
     try:
+        kinds = parse_fail_on(fail_on) if fail_on is not None else ()
+        limit = parse_threshold(threshold)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    nightly = None
+    if history or history_url is not None or baseline is not None:
+        from farm.history.gate import Nightly
+
         nightly = Nightly(
             record=history or history_url is not None,
             history_url=history_url,
             baseline=baseline,
-            fail_on=parse_fail_on(fail_on) if fail_on is not None else (),
-            threshold=parse_threshold(threshold),
+            fail_on=kinds,
+            threshold=limit,
         )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
     if resume is not None and label:
         raise ConfigError("--resume takes no --label: the run keeps its own labels")
 

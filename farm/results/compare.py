@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from scipy import stats as sps
-
 from farm.results.model import CellResult, Run, Status, json_safe
 
 if TYPE_CHECKING:
@@ -385,6 +383,8 @@ def latency_change(
 
 def _welch_log(lb: list[float], ln: list[float], alpha: float) -> tuple[float, float, float]:
     """p-value and CI of exp(mean ln - mean lb) by Welch's t-test."""
+    from scipy import stats as sps  # heavy (seconds on a loaded host): only when comparing
+
     diff = statistics.fmean(ln) - statistics.fmean(lb)
     if statistics.pvariance(lb) == 0 and statistics.pvariance(ln) == 0:
         exact = math.exp(diff)
@@ -407,6 +407,8 @@ def _welch_from_stats(
     base: Side, new: Side, ratio: float, alpha: float
 ) -> tuple[float, float, float]:
     """p-value from the cells' count/mean/std; CI of the ratio by the delta method."""
+    from scipy import stats as sps  # heavy: only when comparing
+
     if not base.counts or not new.counts or min(base.counts + new.counts) < 2:
         return 1.0, 0.0, math.inf
     mb, sb, nb = _pooled(base)
