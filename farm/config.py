@@ -405,6 +405,25 @@ class Config(_Strict):
     def _flags(cls, value: Any) -> Any:
         return check_tool_flags(value) if isinstance(value, Mapping) else value
 
+    labels: dict[str, str] = Field(default_factory=dict)  # stored in the run header
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_values(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {
+                k: str(v).lower() if isinstance(v, bool) else str(v) if v is not None else ""
+                for k, v in value.items()
+            }
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            check_label_name(name)
+        return value
+
     @field_validator("models", "threads", "adb_servers", "delegates", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
@@ -544,6 +563,8 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
         )
     if overrides.get("seed") is not None:
         update["seed"] = _int_flag("--seed", overrides["seed"])
+    if overrides.get("label"):
+        update["labels"] = dict(config.labels) | parse_labels(_as_list(overrides["label"]))
     serials = [s for s in _split(overrides.get("serial") or []) if s]
     if not serials and not config.devices.serials and os.environ.get("ANDROID_SERIAL"):
         serials = [os.environ["ANDROID_SERIAL"]]
@@ -596,6 +617,33 @@ def _tool_flags_from_cli(items: list[Any]) -> dict[str, str]:
         return check_tool_flags(pairs)
     except ValueError as exc:
         raise ConfigError(f"--flag: {exc}") from None
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_label_name(name: str) -> str:
+    """A run label's name as given; ValueError unless it is a short identifier."""
+    if not _LABEL_NAME.match(name):
+        raise ValueError(
+            f"label name {name!r} must start with a letter or _ and hold only letters, "
+            "digits, _, . and - (at most 64)"
+        )
+    return name
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    """`["commit=abc123", "build=4711"]` -> {"commit": "abc123", "build": "4711"}."""
+    labels: dict[str, str] = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        if not sep:
+            raise ConfigError(f"--label {item!r}: expected NAME=VALUE, e.g. commit=abc123")
+        try:
+            labels[check_label_name(name.strip())] = value.strip()
+        except ValueError as exc:
+            raise ConfigError(f"--label {item!r}: {exc}") from None
+    return labels
 
 
 def _int_flag(flag: str, value: Any) -> int:

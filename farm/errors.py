@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# A run finished, but `--fail-on` found something it names (a regression, a new failure, ...).
+GATE_FAILED = 4
+
 
 class FarmError(Exception):
     """Base of every error farm raises on purpose."""

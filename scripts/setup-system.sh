@@ -3,8 +3,9 @@
 # sandbox; nsenter, setpriv and unshare come with util-linux), Android's userland for the phones
 # (one table, farm/sim/userland.py: mksh as /system/bin/sh, toybox's applets, and busybox-static
 # for the applets Debian's toybox lacks, such as tr), adb (Debian's adb 29, tested beside the
-# adb 36 in the adbutils wheel) and chromium (the browser report.html is tested in), then checks
-# that bubblewrap can start a sandbox here.
+# adb 36 in the adbutils wheel), chromium (the browser report.html is tested in) and postgresql
+# (the history tests start a private server with initdb/pg_ctl), then checks that bubblewrap can
+# start a sandbox here.
 #
 # What it could not do it says loudly: the tests that need it are then skipped (`make test`
 # ends with a line naming them). In strict mode (FARM_STRICT_ENV=1, `make test STRICT=1`,
@@ -23,6 +24,12 @@ have() {
   path=$(command -v "$1" 2>/dev/null) && [ -x "$path" ]
 }
 
+# PostgreSQL's server programs: on PATH or in Debian's versioned folder.
+have_postgres() {
+  have initdb && have pg_ctl && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
 # The Debian packages still missing, by what the tests look for.
 missing_packages() {
   local need=()
@@ -39,6 +46,7 @@ missing_packages() {
   have mksh || need+=(mksh)
   have toybox || need+=(toybox)
   have busybox || need+=(busybox-static)
+  have_postgres || need+=(postgresql)
   echo "${need[@]}"
 }
 
@@ -64,6 +72,7 @@ for pkg in "${still[@]}"; do
     mksh | toybox | busybox-static) problems+=("$pkg is not installed: virtual phones cannot run Android's userland and run unconfined; the lab tests that need the sandbox do not run") ;;
     adb) problems+=("Debian's adb (/usr/bin/adb) is not installed: the tests run only the adb bundled in adbutils") ;;
     chromium) problems+=("chromium (/usr/bin/chromium) is not installed: the HTML report is not checked in a browser") ;;
+    postgresql) problems+=("the PostgreSQL server (postgresql) is not installed: the history tests on PostgreSQL do not run") ;;
   esac
 done
 if have bwrap &&
@@ -77,7 +86,7 @@ fi
   for problem in "${problems[@]}"; do
     echo "setup: WARNING: $problem."
   done
-  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux chromium mksh toybox busybox-static) and run again."
+  echo "setup: install them (e.g. sudo apt-get install bubblewrap adb util-linux chromium mksh toybox busybox-static postgresql) and run again."
   if [ "$strict" -eq 1 ]; then
     echo "setup: strict mode (FARM_STRICT_ENV / CI): the test suite cannot run whole here; stopping."
   else

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import os
+import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections import Counter
@@ -108,11 +111,37 @@ def _chromium() -> str | None:
     return None
 
 
+def pg_tool(name: str) -> str | None:
+    """A PostgreSQL server program (initdb, pg_ctl): on PATH or in Debian's versioned folder."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+    return str(candidates[0]) if candidates else None
+
+
+def _postgresql() -> str | None:
+    """A PostgreSQL server the tests can start (as the `postgres` user when run as root)."""
+    if pg_tool("initdb") is None or pg_tool("pg_ctl") is None:
+        return (
+            "the PostgreSQL server (initdb, pg_ctl) is not installed (apt-get install postgresql)"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no `postgres` user to start PostgreSQL as"
+        if shutil.which("runuser") is None:
+            return "running as root and runuser (util-linux) is missing"
+    return None
+
+
 PROBES: dict[str, Callable[[], str | None]] = {
     "bubblewrap": _bubblewrap,
     "debian-adb": _debian_adb,
     "mount-namespace": _mount_namespace,
     "chromium": _chromium,
+    "postgresql": _postgresql,
 }
 
 
@@ -202,3 +231,51 @@ def adb_output() -> Callable[[str], str]:
         return path.read_text(encoding="utf-8")
 
     return read
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A private PostgreSQL server for the whole session (initdb in a temp folder, trust auth on
+    127.0.0.1 and a free port): its URL without a database name. Started as `postgres` when the
+    tests run as root (initdb refuses root); stopped and removed at the end."""
+    require_env("postgresql")
+    folder = Path(tempfile.mkdtemp(prefix="farm-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = folder / "data"
+
+    def pg(*args: str, timeout: float = 120) -> None:
+        subprocess.run([*as_user, *args], check=True, capture_output=True, timeout=timeout)
+
+    initdb, pg_ctl = pg_tool("initdb"), pg_tool("pg_ctl")
+    assert initdb and pg_ctl
+    pg(initdb, "-D", str(data), "-A", "trust", "-U", "farm", "-E", "UTF8", "--no-sync")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -F"
+    pg(pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "-t", "60", "start")
+    try:
+        yield f"postgresql://farm@127.0.0.1:{port}"
+    finally:
+        try:
+            pg(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "-t", "30", "stop", timeout=60)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server: its URL."""
+    import psycopg
+
+    name = f"farm_{os.getpid()}_{next(_DB_NUMBERS)}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True, connect_timeout=10) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server}/{name}"
+
+
+_DB_NUMBERS = itertools.count()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -38,6 +38,9 @@ from farm.results.model import (
     Status,
     count_statuses,
 )
+
+if TYPE_CHECKING:  # the history and statistics load only when a run asks for them
+    from farm.history.gate import Nightly
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +127,15 @@ def run(
     grace_s: float = 60.0,
     warn: Callable[[str], None] | None = None,
     options: RunnerOptions | None = None,
+    nightly: Nightly | None = None,
 ) -> RunOutcome:
     """Run a benchmark matrix (or the cells of `resume` that have no result yet) and write the
     run folder.
 
     The matrix comes from `config` (a ready Config) or from `config_path` with `overrides`.
     `options` (deadlines, quarantine, phase hook) replaces the runner's settings whole: with
-    it, `grace_s` and the config's `run_deadline_s` are not used.
+    it, `grace_s` and the config's `run_deadline_s` are not used. `nightly` records the run
+    in the history and compares it with a baseline (resolved before anything runs).
     """
     say = warn or (lambda text: log.warning("%s", text))
     previous = None
@@ -145,6 +150,7 @@ def run(
     if config.seed is None:  # a new seed per run, kept in the header's config
         config = config.model_copy(update={"seed": secrets.randbelow(1 << 31)})
 
+    baseline = nightly.baseline_run() if nightly is not None else None
     models = load_models(list(config.models))
     check_binaries(dict(config.binaries))  # a wrong build is refused before anything is pushed
     if config.accuracy.enabled:
@@ -216,6 +222,7 @@ def run(
             plan=plan.record(),
             config=config.model_dump(mode="json"),
             inventories=inventories,
+            labels=dict(config.labels),
         )
         journal = Journal.create(run_dir, header)
         for d in matched:
@@ -271,7 +278,7 @@ def run(
     except OSError as exc:
         raise OutputError(f"{run_dir}: cannot write the report: {exc.strerror or exc}") from None
     _step_summary(paths)
-    return RunOutcome(
+    finished = RunOutcome(
         run_dir=run_dir,
         counts=Counter(counts),
         bytes_pushed=outcome.bytes_pushed,
@@ -280,6 +287,7 @@ def run(
         warnings=warnings + outcome.warnings + list(data.warnings),
         seed=config.seed,
     )
+    return nightly.finish(data, finished, baseline) if nightly is not None else finished
 
 
 def _step_summary(paths: dict[str, Path]) -> None:

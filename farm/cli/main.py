@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "farm.cli.run",
     "farm.cli.demo",
     "farm.cli.report",
+    "farm.cli.compare",
+    "farm.cli.history",
 )
 
 

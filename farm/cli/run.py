@@ -80,10 +80,65 @@ def run_command(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show per-device progress.")
     ] = True,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="NAME=VALUE stored with the run (repeatable)."),
+    ] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Record the run in the history ($FARM_HISTORY, else the user data folder).",
+        ),
+    ] = False,
+    history_url: Annotated[
+        str | None,
+        typer.Option(
+            "--history-url",
+            help="Record the run in this history database (sqlite:///file, postgresql://..., "
+            "or a path); --baseline history reads it too.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option("--baseline", help="Compare with this run folder, or history[:NAME=VALUE]."),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 4 when the comparison finds these, e.g. regression,failed,fallback.",
+        ),
+    ] = None,
+    threshold: Annotated[
+        str, typer.Option("--threshold", help="Smallest latency change that counts.")
+    ] = "5%",
 ) -> None:
     """Benchmark models × delegates × threads on every selected device."""
     from farm.bench.service import run
     from farm.config import DEFAULT_CONFIG_NAME
+    from farm.results.compare import parse_fail_on, parse_threshold
+
+    if fail_on is not None and baseline is None:
+        raise ConfigError("--fail-on needs --baseline (a run folder or history[:NAME=VALUE])")
+    try:
+        kinds = parse_fail_on(fail_on) if fail_on is not None else ()
+        limit = parse_threshold(threshold)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    nightly = None
+    if history or history_url is not None or baseline is not None:
+        from farm.history.gate import Nightly
+
+        nightly = Nightly(
+            record=history or history_url is not None,
+            history_url=history_url,
+            baseline=baseline,
+            fail_on=kinds,
+            threshold=limit,
+        )
+    if resume is not None and label:
+        raise ConfigError("--resume takes no --label: the run keeps its own labels")
 
     if resume is not None and (
         config
@@ -109,6 +164,7 @@ def run_command(
         "flag": flag or None,
         "seed": seed,
         "accuracy": check_accuracy or None,
+        "label": label or None,
     }
     result = run(
         config,
@@ -117,6 +173,7 @@ def run_command(
         progress=progress_mode(progress, rich=not as_json),
         grace_s=grace,
         warn=lambda text: typer.echo(f"farm: warning: {safe_text(text)}", err=True),
+        nightly=nightly,
     )
     if as_json:
         typer.echo(json.dumps(outcome_dict(result), indent=2))
@@ -145,6 +202,9 @@ def outcome_dict(result: RunOutcome) -> dict[str, Any]:
         "bytes_pushed": result.bytes_pushed,
         "cells": len(result.cells),
         "seed": result.seed,
+        "gate_failed": result.gate_failed,
+        "fail_on": list(result.fail_on),
+        "comparison": result.comparison.to_json() if result.comparison is not None else None,
     }
 
 
@@ -164,3 +224,7 @@ def show_result(result: RunOutcome) -> None:
         markup=False,
         highlight=False,
     )
+    if result.comparison is not None:
+        from farm.cli.compare import print_comparison
+
+        print_comparison(result.comparison, console, fail_on=result.fail_on)

@@ -37,6 +37,8 @@ upgrade the older form; loaders refuse newer versions):
     device-cpu/host-litert, reason, fallback, simulated, tolerance, inputs, output,
     reference_output, command, log, tensors: [{name, dtype, shape, max_abs, mean_abs, rel,
     quanta, cosine, top1, top5, nonfinite, quantized}]}); an inaccurate cell is marked "inaccurate".
+    Header `labels`: {name: value} given with `farm run --label NAME=VALUE` or `labels:` in
+    farm.yaml (a commit, a build number); absent in older headers, read as {}.
 """
 
 from __future__ import annotations
@@ -52,11 +54,15 @@ from datetime import datetime, timezone
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from farm.android.info import DeviceInfo
 from farm.android.inventory import Inventory
+from farm.errors import GATE_FAILED
 from farm.results.provenance import Thermal
+
+if TYPE_CHECKING:
+    from farm.results.compare import Comparison
 
 SCHEMA_VERSION = 3
 
@@ -971,6 +977,7 @@ class RunHeader:
     schema_version: int = SCHEMA_VERSION  # the version the line was written with
     # Each online device's own inventory when the run began, by serial (absent before).
     inventories: Mapping[str, Inventory] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)  # e.g. {"commit": "abc123"}
 
     def to_json(self) -> dict[str, Any]:
         """The header line (always written with the current schema)."""
@@ -984,6 +991,7 @@ class RunHeader:
             "tool_versions": dict(self.tool_versions),
             "started_at": self.started_at,
             "inventories": {k: v.to_json() for k, v in self.inventories.items()},
+            "labels": dict(self.labels),
         }
 
     @classmethod
@@ -1001,6 +1009,7 @@ class RunHeader:
         config = d.get("config")
         host = d.get("host")
         tools = d.get("tool_versions")
+        labels = d.get("labels")
         return cls(
             run_id=_str(d, "run_id"),
             plan=PlanRecord.from_json(d.get("plan")),
@@ -1014,6 +1023,11 @@ class RunHeader:
             started_at=_str(d, "started_at"),
             schema_version=version,
             inventories=_inventories(d.get("inventories")),
+            labels=(
+                {str(k): str(v) for k, v in labels.items() if v is not None}
+                if isinstance(labels, Mapping)
+                else {}
+            ),
         )
 
 
@@ -1079,11 +1093,15 @@ class RunSummary:
         )
 
 
-def exit_code_for(counts: Mapping[Status, int], *, interrupted: bool = False) -> int:
-    """130 when interrupted; 0 when every cell got a result from the tool (ok/failed/
-    unsupported), else 1."""
+def exit_code_for(
+    counts: Mapping[Status, int], *, interrupted: bool = False, gate_failed: bool = False
+) -> int:
+    """130 when interrupted; 4 when the `--fail-on` gate found something it names; 0 when
+    every cell got a result from the tool (ok/failed/unsupported), else 1."""
     if interrupted:
         return 130
+    if gate_failed:
+        return GATE_FAILED
     return 1 if any(n for s, n in counts.items() if not Status(s).complete) else 0
 
 
@@ -1156,8 +1174,14 @@ class RunOutcome:
     cells: list[CellResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seed: int | None = None  # the seed of the run's cell order
+    gate_failed: bool = False  # `--fail-on` found something it names (exit code 4)
+    comparison: Comparison | None = None  # against `--baseline`, when one was given
+    fail_on: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> int:
-        """130 when interrupted; 0 when every cell got a result from the tool, else 1."""
-        return exit_code_for(self.counts, interrupted=self.interrupted)
+        """130 when interrupted; 4 when the gate failed; 0 when every cell got a result from
+        the tool, else 1."""
+        return exit_code_for(
+            self.counts, interrupted=self.interrupted, gate_failed=self.gate_failed
+        )

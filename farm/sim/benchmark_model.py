@@ -20,6 +20,7 @@ stand in for it. FARM_SIM_SERIAL names the phone.
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import json
 import math
 import os
@@ -1104,6 +1105,38 @@ class Benchmark:
 
         return run_delegated
 
+    def slowdown_factor(self) -> float:
+        """The factor of a `slowdown` fault matching this run's delegate and model (else 1)."""
+        fault = self.phone.faults().get("slowdown")
+        if not isinstance(fault, dict):
+            return 1.0
+        asked = {name.lower() for name in self._requested()}
+        if not asked - {"xnnpack"}:
+            asked.add("cpu")  # no accelerator asked for: the CPU runs it
+        kind = str(fault.get("delegate", "*"))
+        if kind != "*" and kind not in asked:
+            return 1.0
+        if not fnmatch.fnmatch(os.path.basename(self.p["graph"]), str(fault.get("model", "*"))):
+            return 1.0
+        return float(fault.get("factor", 1.0))
+
+    def slowed(self, run: Callable[[bool], int]) -> Callable[[bool], int]:
+        """`run` made slower by the phone's `slowdown` fault, in reported and spent time."""
+        factor = self.slowdown_factor()
+        if factor == 1.0:
+            return run
+
+        def slowed_run(warmup: bool) -> int:
+            us = run(warmup)
+            extra = us * (factor - 1.0)
+            if extra > 0 and isinstance(self.clock, VirtualClock):
+                self.clock.spend(extra)
+            elif extra > 0:
+                time.sleep(extra / 1e6 * self.phone.time_scale)
+            return max(int(us * factor), 1)
+
+        return slowed_run
+
     # ---------------------------------------------------------------- phases
 
     def phase(self, min_runs: int, min_secs: float, max_secs: float, run: Callable) -> Stat:
@@ -1217,7 +1250,7 @@ class Benchmark:
         crash = phone.faults().get("benchmark_crash")
         if isinstance(crash, dict):
             self.crash_signal = int(crash.get("signal", signal.SIGSEGV))
-        run = self.make_run(ex)
+        run = self.slowed(self.make_run(ex))
         if p["dry_run"]:
             run = _no_run
         waited = self._lock(exclusive=True)

@@ -14,6 +14,10 @@ from Python (`rate=1_000_000`):
 - unauthorized: CNXN answered with AUTH, so adb shows the phone `unauthorized`.
 - hot temp_c=T: the hottest thermal zone at T °C now (the others as far above their idle); the
   phone then cools or heats from there as the heat model says (`clear` leaves it so).
+- slowdown factor=F [delegate=KIND] [model=GLOB]: every inference of the matching benchmarks
+  takes F times as long (model and litert engines). KIND is cpu (no delegate asked for), gpu,
+  nnapi, hexagon, xnnpack or external; GLOB is matched against the model's file name on the
+  phone, which is its content hash (`3fa2*.tflite`: the first hex digits of model_sha256).
 - clear: every fault above removed.
 """
 
@@ -50,6 +54,25 @@ def parse_seconds(value: Any) -> float:
     return float(str(value).strip().removesuffix("s"))
 
 
+SLOWDOWN_DELEGATES = ("*", "cpu", "gpu", "nnapi", "hexagon", "xnnpack", "external")
+
+
+def parse_factor(value: Any) -> float:
+    """A slowdown factor: a number above 0 (1.12 is 12 % slower)."""
+    factor = float(value)
+    if not 0 < factor <= 1000:
+        raise ValueError(f"factor {factor} is out of range (0, 1000]")
+    return factor
+
+
+def parse_delegate_kind(value: Any) -> str:
+    """A delegate kind a slowdown applies to."""
+    kind = str(value).strip().lower()
+    if kind not in SLOWDOWN_DELEGATES:
+        raise ValueError(f"unknown delegate kind {kind!r}")
+    return kind
+
+
 FAULTS: dict[str, dict[str, tuple[Any, Any]]] = {
     "drop": {},
     "die_after": {"bytes": (parse_size, None), "offline": (parse_seconds, 0.0)},
@@ -61,6 +84,11 @@ FAULTS: dict[str, dict[str, tuple[Any, Any]]] = {
     "benchmark_crash": {"signal": (int, 11)},
     "unauthorized": {},
     "hot": {"temp_c": (float, None)},
+    "slowdown": {
+        "factor": (parse_factor, None),
+        "delegate": (parse_delegate_kind, "*"),
+        "model": (str, "*"),
+    },
     "clear": {},
 }
 
@@ -130,6 +158,8 @@ async def apply_fault(phone: VirtualPhone, kind: str, **options: Any) -> None:
         phone.os.set_fault("benchmark_crash", signal=values["signal"])
     elif kind == "hot":
         phone.os.set_temperature(values["temp_c"])
+    elif kind == "slowdown":
+        phone.os.set_fault("slowdown", **values)
     elif kind == "unauthorized":
         faults.unauthorized = True
         phone.drop()  # the server reconnects and meets the AUTH challenge

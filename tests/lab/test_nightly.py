@@ -1,0 +1,97 @@
+"""The nightly story on the lab: run A, slow one phone's GPU, run B; `farm compare`, the
+history and the `--baseline/--fail-on` gate see exactly that, and A against A' sees nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm.history import Filters, History
+from farm.results.journal import load_run
+from farm.sim.lab import Lab
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.needs("bubblewrap")]
+
+MATRIX = {
+    "delegates": ["cpu", "gpu"],
+    "repeats": 3,
+    "num_runs": 20,
+    "warmup_runs": 1,
+}
+
+
+def _run_dir(stdout: str) -> Path:
+    return Path(json.loads(stdout)["run_dir"])
+
+
+def test_slowdown_is_found_by_compare_history_and_gate(
+    start_lab: Callable[..., Lab],
+    run_config: Callable[..., Path],
+    farm_cli: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    lab = start_lab(["pixel_7", "galaxy_s23"], time_scale=0)
+    slow = next(p.serial for p in lab.phones if p.profile == "pixel_7")
+    config = run_config(**MATRIX)
+    url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    base = ["run", "-c", config, "--json", "--no-progress", "--history-url", url]
+
+    first = farm_cli(*base, "--label", "commit=aaa")
+    assert first.returncode == 0, first.stderr
+    run_a = _run_dir(first.stdout)
+    again = farm_cli(*base, "--label", "commit=bbb")
+    assert again.returncode == 0, again.stderr
+    run_a2 = _run_dir(again.stdout)
+
+    lab.fault(slow, "slowdown", factor=1.12, delegate="gpu")
+    gated = farm_cli(
+        *base,
+        "--label",
+        "commit=ccc",
+        "--baseline",
+        "history:commit=bbb",
+        "--fail-on",
+        "regression",
+    )
+    assert gated.returncode == 4, gated.stderr
+    outcome = json.loads(gated.stdout)
+    run_b = Path(outcome["run_dir"])
+    assert outcome["gate_failed"] is True
+    assert outcome["comparison"]["base"]["labels"] == {"commit": "bbb"}
+    assert load_run(run_b).header.labels == {"commit": "ccc"}
+
+    # A against A': nothing to report, exit 0 even with every kind on the gate.
+    same = farm_cli("compare", run_a, run_a2, "--json", "--fail-on", "regression,failed,fallback")
+    assert same.returncode == 0, same.stdout + same.stderr
+    data = json.loads(same.stdout)
+    assert [c["findings"] for c in data["configs"] if c["findings"]] == []
+    assert {c["latency"]["change"] for c in data["configs"]} == {"unchanged"}
+
+    # A against B: exactly the slowed phone's GPU configurations, about 12 % slower.
+    diff = farm_cli("compare", run_a, run_b, "--json")
+    assert diff.returncode == 0, diff.stderr
+    data = json.loads(diff.stdout)
+    slower = [c for c in data["configs"] if c["latency"]["change"] == "slower"]
+    assert {(c["key"]["device"], c["key"]["delegate"]) for c in slower} == {(slow, "gpu")}
+    for c in slower:
+        assert 8 < c["latency"]["percent"] < 16, c["latency"]
+        assert [f["kind"] for f in c["findings"]] == ["regression"]
+    others = [c for c in data["configs"] if c not in slower]
+    assert others and all(c["latency"]["change"] == "unchanged" for c in others)
+
+    text = farm_cli("compare", run_a, run_b, "--fail-on", "regression")
+    assert text.returncode == 4
+    assert "gate: FAIL" in text.stdout and "slower" in text.stdout
+    assert slow in text.stdout
+
+    with History(url) as history:
+        assert [r.labels["commit"] for r in history.runs()] == ["ccc", "bbb", "aaa"]
+        (config,) = history.configurations(Filters(device=slow, delegate="gpu"))
+        trend = history.trend(config)
+        assert [p.labels["commit"] for p in trend] == ["aaa", "bbb", "ccc"]
+        assert trend[2].median_us and trend[1].median_us
+        assert 1.08 < trend[2].median_us / trend[1].median_us < 1.16
