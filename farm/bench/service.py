@@ -308,13 +308,33 @@ def _saved_config(run_dir: Path, header: RunHeader) -> Config:
     if header.config is None:
         raise InputError(f"{run_dir}: the run header holds no config to resume from")
     try:
-        return Config.model_validate(dict(header.config))
+        config = Config.model_validate(dict(header.config))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise InputError(
             f"{run_dir}: the run's saved config is not valid: {where}: {err['msg']}"
         ) from None
+    return _as_planned(config, header)
+
+
+def _as_planned(config: Config, header: RunHeader) -> Config:
+    """The config with each delegate as the header's plan has it, so a run started by an older
+    farm resumes the very cells it planned: the labels of schemas before 3 (the kind, or
+    external:<name>) and the thread counts each delegate ran with."""
+    threads: dict[str, set[int]] = {}
+    for cell in header.plan.all_cells():
+        threads.setdefault(cell.delegate, set()).add(cell.threads)
+    specs = []
+    for spec in config.delegates:
+        update: dict[str, Any] = {}
+        if header.schema_version < 3:
+            update["label"] = f"external:{spec.name}" if spec.kind == "external" else spec.kind
+        label = update.get("label", spec.label)
+        if spec.threads is None and label in threads:
+            update["threads"] = sorted(threads[label])
+        specs.append(spec.model_copy(update=update) if update else spec)
+    return config.model_copy(update={"delegates": specs})
 
 
 def _missing(plan: Plan, cells: tuple[CellResult, ...]) -> int:

@@ -242,7 +242,7 @@ def test_hostile_delegate_values_reach_the_tool_verbatim_and_run_nothing(
     argv = shlex.split(cell.command)
     assert f"--external_delegate_path={external['path']}" in argv
     assert '--external_delegate_options=backend type:h t p;q:it\'s "so" $(touch pwned3)' in argv
-    assert by_delegate["nnapi"].status == "ok"
+    assert by_delegate["nnapi:nnapi-reference"].status == "ok"
     for folder in ("/", "/data/local/tmp", "/data/local/tmp/farm", "/data/local/tmp/farm/logs"):
         for name in PWNED:
             assert not on_phone(lab, serial, f"{folder}/{name}")
