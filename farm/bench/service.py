@@ -287,7 +287,34 @@ def run(
         warnings=warnings + outcome.warnings + list(data.warnings),
         seed=config.seed,
     )
-    return nightly.finish(data, finished, baseline) if nightly is not None else finished
+    if nightly is None:
+        return finished
+    finished = nightly.finish(data, finished, baseline)
+    if finished.comparison is not None:  # the report shows it: regressions first, JUnit failures
+        from farm.report.baseline import comparison_section, regressions_of
+
+        try:
+            write_outputs(
+                run_dir,
+                data.cells,
+                header=data.header,
+                formats=("html", "junit"),
+                comparison=comparison_section(finished.comparison),
+                regressions=regressions_of(finished.comparison),
+                fail_on=_junit_fail_on(finished.fail_on),
+            )
+        except OSError as exc:
+            raise OutputError(
+                f"{run_dir}: cannot write the report: {exc.strerror or exc}"
+            ) from None
+    return finished
+
+
+def _junit_fail_on(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The gate's --fail-on kinds that junit.xml knows, with `failed` always in."""
+    from farm.report.junit import FAIL_KINDS
+
+    return tuple(dict.fromkeys(["failed", *(k for k in kinds if k in FAIL_KINDS)]))
 
 
 def _step_summary(paths: dict[str, Path]) -> None:

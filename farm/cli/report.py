@@ -34,6 +34,14 @@ def report_command(
             help="What junit.xml reports as a failure: failed,fallback,inaccurate,regression.",
         ),
     ] = "failed",
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="A run folder to compare with: report.html shows the comparison (regressions "
+            "first) and junit.xml fails regressed configurations with --fail-on regression.",
+        ),
+    ] = None,
 ) -> None:
     """Regenerate report.html, report.md, results.csv/json and junit.xml of a run folder
     (folders written by older farm versions included)."""
@@ -43,6 +51,9 @@ def report_command(
     kinds = parse_fail_on(fail_on)
     chosen = parse_formats(formats)
     folder = run_dir.parent if run_dir.is_file() else run_dir
-    paths = regenerate(folder, formats=chosen, reference=reference, fail_on=kinds)
+    base = None
+    if baseline is not None:
+        base = baseline.parent if baseline.is_file() else baseline
+    paths = regenerate(folder, formats=chosen, reference=reference, fail_on=kinds, baseline=base)
     for path in paths.values():
         typer.echo(str(path))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from farm.results.model import CellResult, RunHeader
@@ -18,11 +18,13 @@ def write_outputs(
     cells: Iterable[CellResult],
     *,
     header: RunHeader | None = None,
+    **options: Any,
 ) -> dict[str, Path]:
-    """Write the report files into the run folder (see report.outputs)."""
+    """Write the report files into the run folder (see report.outputs.write_outputs for the
+    options: formats, reference, fail_on, comparison, regressions)."""
     from farm.report.outputs import write_outputs as _write
 
-    return _write(run_dir, cells, header=header)
+    return _write(run_dir, cells, header=header, **options)
 
 
 def append_step_summary(markdown_path: Path) -> Path | None:

@@ -12,6 +12,7 @@ import pandas as pd
 from farm.errors import ConfigError
 from farm.report.console import latency_text
 from farm.report.text import safe_text
+from farm.results.model import disqualified
 
 # What --fail-on may name: a regression against a baseline, a cell that did not end ok, a
 # cell whose delegate fell back to the CPU, a cell whose outputs were not accurate.
@@ -121,7 +122,7 @@ def _problems(row: Any, regressions: Regressions) -> list[tuple[str, str]]:
         out.append(("regression", regressions[key]))
     if row.status in _NOT_OK:
         out.append(("failed", f"{row.status}: {row.reason}" if row.reason else row.status))
-    marks = [m for m in str(row.marks).split(",") if m]
+    marks = [m for m in str(row.marks).split(",") if m and disqualified([m])]
     for mark in marks:
         out.append((mark, f"{mark}: the number does not stand for this configuration"))
     return out

@@ -120,9 +120,28 @@ def regenerate(
     formats: Iterable[str] = tuple(FORMATS),
     reference: str | None = None,
     fail_on: Iterable[str] = DEFAULT_FAIL_ON,
+    baseline: Path | str | None = None,
+    threshold: float | None = None,
 ) -> dict[str, Path]:
-    """Write a run folder's report files again from its results.jsonl (any schema version)."""
+    """Write a run folder's report files again from its results.jsonl (any schema version);
+    with a `baseline` run folder, report.html shows the comparison and junit.xml its
+    regressions."""
     run = load_run(run_dir)
+    comparison = None
+    if baseline is not None:
+        from farm.results.compare import DEFAULT_THRESHOLD, compare_runs
+
+        comparison = compare_runs(
+            load_run(baseline),
+            run,
+            threshold=threshold if threshold is not None else DEFAULT_THRESHOLD,
+        )
+    if comparison is None:
+        section, regressions = None, None
+    else:
+        from farm.report.baseline import comparison_section, regressions_of
+
+        section, regressions = comparison_section(comparison), regressions_of(comparison)
     return write_outputs(
         run.run_dir,
         run.cells,
@@ -130,6 +149,8 @@ def regenerate(
         formats=formats,
         reference=reference,
         fail_on=fail_on,
+        comparison=section,
+        regressions=regressions,
     )
 
 

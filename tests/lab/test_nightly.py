@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from junitparser import Failure, JUnitXml
 
 from farm.history import Filters, History
 from farm.results.journal import load_run
@@ -63,6 +64,25 @@ def test_slowdown_is_found_by_compare_history_and_gate(
     assert outcome["gate_failed"] is True
     assert outcome["comparison"]["base"]["labels"] == {"commit": "bbb"}
     assert load_run(run_b).header.labels == {"commit": "ccc"}
+    # The run's own report shows the comparison, regressions first, and junit.xml fails them.
+    html = (run_b / "report.html").read_text()
+    assert "Against the baseline" in html and "commit=bbb" in html
+    junit = JUnitXml.fromfile(str(run_b / "junit.xml"))
+    failed = {
+        (suite.name, case.name)
+        for suite in junit
+        for case in suite
+        if any(isinstance(r, Failure) and "slower" in (r.message or "") for r in case.result)
+    }
+    assert failed and all(name.startswith("gpu ") for _, name in failed), failed
+    # farm report regenerates the same from the folders alone.
+    (run_b / "junit.xml").unlink()
+    again_report = farm_cli("report", run_b, "--baseline", run_a, "--fail-on", "regression",
+                            "--format", "junit,html")  # fmt: skip
+    assert again_report.returncode == 0, again_report.stderr
+    regenerated = JUnitXml.fromfile(str(run_b / "junit.xml"))
+    assert sum(1 for suite in regenerated for case in suite
+               for r in case.result if isinstance(r, Failure)) == len(failed)  # fmt: skip
 
     # A against A': nothing to report, exit 0 even with every kind on the gate.
     same = farm_cli("compare", run_a, run_a2, "--json", "--fail-on", "regression,failed,fallback")
