@@ -1400,8 +1400,8 @@ def _engine_line(phone: Phone) -> str:
     else:
         what = (
             "CPU timings are measured with LiteRT on the host (one thread: the thread's CPU "
-            "time); a delegate's timings are the host's one-thread CPU time for the model "
-            "times the profile's delegate/CPU ratio"
+            "time); a delegate's timings are simulated: the host's one-thread CPU time for the "
+            "model times the profile's delegate/CPU ratio"
         )
     return (
         f"INFO: farm virtual device {phone.serial} ({phone.profile.name}): "
