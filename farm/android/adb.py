@@ -57,6 +57,7 @@ _STORAGE_FULL = re.compile(r"No space left|ENOSPC|out of space", re.IGNORECASE)
 # known, is not ready, or the stream broke.
 _NOT_FOUND = re.compile(r"not found|no devices", re.IGNORECASE)
 _MISSING = re.compile(r"No such file or directory|ENOENT", re.IGNORECASE)
+_EMULATOR_SERIAL = re.compile(r"^emulator-(\d+)$")
 _OFFLINE = re.compile(r"device offline|unauthorized|authoriz|still connecting", re.IGNORECASE)
 _BROKEN = re.compile(
     r"closed|connection reset|broken pipe|Invalid sync cmd|transport|read chunk missing",
@@ -387,6 +388,25 @@ class AdbServer:
     def device(self, serial: str) -> Device:
         """A handle on one device of this server (no I/O yet)."""
         return Device(serial, self)
+
+    def attach(self, serial: str, timeout: float = 5.0) -> str | None:
+        """Ask the server to attach a device it may have lost; what it answered.
+
+        A network device (`HOST:PORT`) gets `adb connect`; an emulator (`emulator-NNNN`) the
+        `host:emulator:PORT` request a booting emulator sends (its adbd is on NNNN+1). None for
+        other serials (USB), which the server finds by itself.
+        """
+        if match := _EMULATOR_SERIAL.match(serial):
+            service = f"host:emulator:{int(match.group(1)) + 1}"
+            try:
+                with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
+                    sock.sendall(b"%04x" % len(service) + service.encode())
+            except OSError as exc:
+                raise AdbServerError(f"adb server {self.address}: {exc}") from None
+            return f"asked for the emulator on port {int(match.group(1)) + 1}"
+        if ":" in serial:
+            return str(self.client.connect(serial, timeout=timeout))
+        return None
 
 
 def _ms(start: float) -> float:

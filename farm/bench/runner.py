@@ -548,18 +548,20 @@ class _DeviceWorker(threading.Thread):
 
     def _reattach(self, exc: BaseException) -> None:
         """After a transient fault: forget cached facts (the device may have rebooted), start a
-        local adb server that died, connect a network device the server no longer knows."""
+        local adb server that died, attach a network device or an emulator the server no longer
+        knows."""
         self.device.forget()
         server_gone = isinstance(exc, (AdbServerUnreachable, AdbServerError))
         if self.options.restart_adb_server and server_gone:
             restart_local_server(self.device.server)
-        if ":" not in self.serial or not (server_gone or isinstance(exc, DeviceNotFound)):
+        if not (server_gone or isinstance(exc, DeviceNotFound)):
             return
         try:
-            answer = self.device.server.client.connect(self.serial, timeout=5)
-            self.log.info("adb connect again: %s", str(answer).strip())
-        except (adbutils.AdbError, OSError) as err:  # the retry goes on anyway
-            self.log.debug("adb connect failed: %s", err)
+            answer = self.device.server.attach(self.serial, timeout=5)
+            if answer is not None:
+                self.log.info("attached again: %s", answer.strip())
+        except (adbutils.AdbError, OSError, AdbServerError) as err:  # the retry goes on anyway
+            self.log.debug("attaching again failed: %s", err)
 
     def _free_space(self) -> str:
         return jobs.free_space(self.device, timeout=self.options.command_timeout_s)

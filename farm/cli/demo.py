@@ -56,7 +56,24 @@ def demo_command(
         say=lambda text: typer.echo(text, err=True),
     )
     show_result(result)
+    typer.echo(timing_note(engine))
     raise typer.Exit(result.exit_code)
+
+
+def timing_note(engine: str) -> str:
+    """How the demo's simulated times were made, for the end of its report."""
+    if engine == "model":
+        return (
+            "How these times were made: no inference ran; every time is simulated from the "
+            "phone's device profile (CPU speed, thread scaling, each delegate's speed-up)."
+        )
+    return (
+        "How these times were made: CPU times are real LiteRT inferences on this computer (on "
+        "one thread, the CPU time the inference took). GPU and NNAPI times are simulated: "
+        "this computer's one-thread CPU time for the model times the phone profile's ratio "
+        "between that delegate and the phone's CPU, so each 'vs CPU' shows the speed-up the "
+        "profile gives that phone."
+    )
 
 
 def default_models_dir() -> Path:

@@ -1,4 +1,4 @@
-"""`farm lab up|status|fault|restart|down`: a lab of virtual phones behind a real adb server."""
+"""`farm lab up|status|fault|authorize|restart|down`: virtual phones behind a real adb server."""
 
 from __future__ import annotations
 
@@ -66,6 +66,14 @@ def up_command(
             "--profile-dir", help="Folder of device profile YAML files (default: device_profiles/)."
         ),
     ] = None,
+    emulator: Annotated[
+        bool,
+        typer.Option(
+            "--emulator",
+            help="Put the phones on the emulator ports (5555, 5557, ...): the adb server names "
+            "them emulator-5554, ... as it names local emulators.",
+        ),
+    ] = False,
     directory: DirOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -84,6 +92,7 @@ def up_command(
         faults=_parse_start_faults(fault or [], len(names)),
         detach=True,
         profile_dir=profile_dir,
+        emulator=emulator,
     )
     rows = [{k: v for k, v in row.items() if k != "alive"} for row in lab.status()]
     _render(rows, as_json, f"lab up in {lab.dir} (adb server port {lab.adb_port})")
@@ -121,6 +130,19 @@ def fault_command(
     lab = Lab.load(directory)
     lab.fault(serial, kind, **parse_option_args(options or []))
     typer.echo(f"{serial}: {kind}")
+
+
+@lab_app.command("authorize")
+def authorize_command(
+    serial: Annotated[str, typer.Argument(help="The phone, as adb names it.")],
+    directory: DirOption = None,
+) -> None:
+    """Allow the host keys waiting on a phone, as its owner tapping "Allow" would."""
+    from farm.sim.lab import Lab
+
+    lab = Lab.load(directory)
+    accepted = lab.authorize(serial)
+    typer.echo(f"{serial}: {accepted} host key(s) allowed")
 
 
 @lab_app.command("restart")

@@ -1,9 +1,12 @@
 """The device side of the ADB protocol for virtual phones: transport, streams and services.
 
-One `VirtualPhone` listens on a TCP port and speaks what adbd speaks to the adb server:
-CNXN (no AUTH unless the phone is unauthorized), OPEN/OKAY/WRTE/CLSE with one WRTE in flight per
-stream, and the services shell (v1 and v2), exec, sync (v1 and v2 stat/list) and reboot. Files and
-processes belong to the phone's `PhoneOS`; faults (farm.sim.faults) act on the transport here.
+One `VirtualPhone` listens on a TCP port and speaks what adbd speaks to any ADB host: CNXN with
+the version and max payload the host announced (payload checksums for hosts below 0x01000001),
+RSA AUTH against the keys in the phone's `adb_keys` (an unknown key waits for `authorize`, as the
+"Allow USB debugging?" dialog does), OPEN/OKAY/WRTE/CLSE with one WRTE in flight per stream, and
+the services shell (v1 and v2), exec, sync (v1 and v2 stat/list) and reboot. A v2 shell whose
+stream the host closes gets SIGHUP, as adbd sends it. Files and processes belong to the phone's
+`PhoneOS`; faults (farm.sim.faults) act on the transport here.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from farm.sim.adb_auth import TOKEN_SIZE, TrustedKeys, signed_by
+
 if TYPE_CHECKING:
     from farm.profiles import Profile
 
@@ -33,6 +38,9 @@ A_OKAY = 0x59414B4F
 A_CLSE = 0x45534C43
 A_WRTE = 0x45545257
 ADB_VERSION = 0x01000001
+ADB_VERSION_MIN = 0x01000000
+ADB_VERSION_SKIP_CHECKSUM = 0x01000001  # from this version on, hosts and adbd send crc 0
+HANGUP_WAIT_S = 10.0  # a shell that outlives SIGHUP this long has its process group killed
 MAX_PAYLOAD = 1024 * 1024
 MAX_BANNER = 4096
 AUTH_TOKEN, AUTH_SIGNATURE, AUTH_RSAPUBLICKEY = 1, 2, 3
@@ -67,9 +75,12 @@ UNIMPLEMENTED_FEATURES = frozenset(
 )
 
 
-def pack_message(command: int, arg0: int, arg1: int, data: bytes | memoryview = b"") -> bytes:
-    """One ADB message header for `data` (checksum 0, as for protocol 0x01000001 and later)."""
-    return HEADER.pack(command, arg0, arg1, len(data), 0, command ^ 0xFFFFFFFF)
+def pack_message(
+    command: int, arg0: int, arg1: int, data: bytes | memoryview = b"", *, checksum: bool = False
+) -> bytes:
+    """One ADB message header for `data`; the payload checksum only when asked (old hosts)."""
+    crc = sum(data) & 0xFFFFFFFF if checksum else 0
+    return HEADER.pack(command, arg0, arg1, len(data), crc, command ^ 0xFFFFFFFF)
 
 
 def banner(profile: Profile) -> bytes:
@@ -211,7 +222,9 @@ class Connection:
         self.writer = writer
         self.streams: dict[int, Stream] = {}
         self.max_payload = MAX_PAYLOAD
+        self.version = ADB_VERSION
         self.online = False
+        self._token = b""
         self._next_id = 1
         self._send_lock = asyncio.Lock()
         self._link_free_at = 0.0
@@ -235,7 +248,8 @@ class Connection:
         async with self._send_lock:
             if self.writer.is_closing():
                 raise ConnectionResetError("connection closed")
-            self.writer.write(pack_message(command, arg0, arg1, data))
+            checksum = self.version < ADB_VERSION_SKIP_CHECKSUM
+            self.writer.write(pack_message(command, arg0, arg1, data, checksum=checksum))
             if data:
                 self.writer.write(data)
             await self.writer.drain()
@@ -264,6 +278,7 @@ class Connection:
             pass
         finally:
             self.close_streams()
+            self.phone.waiting.pop(self, None)
             self.abort()
 
     def close_streams(self) -> None:
@@ -273,20 +288,29 @@ class Connection:
 
     async def _dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         if command == A_CNXN:
+            # adbd keeps the lower of both versions and max payloads.
+            self.version = max(ADB_VERSION_MIN, min(arg0, ADB_VERSION))
             self.max_payload = max(256, min(arg1, self.phone.max_payload))
             self.close_streams()
-            if self.phone.faults.unauthorized:
+            self.online = False
+            self.phone.waiting.pop(self, None)
+            if self.phone.needs_auth():
                 await self._send_auth_token()
             else:
-                self.online = True
-                await self.send(
-                    A_CNXN, ADB_VERSION, self.phone.max_payload, banner(self.phone.profile)
-                )
+                await self.go_online()
         elif command == A_AUTH:
-            if self.phone.faults.unauthorized:
-                if arg0 == AUTH_SIGNATURE:
-                    await self._send_auth_token()
-                # AUTH_RSAPUBLICKEY: the user never taps "Allow"; stay silent.
+            if self.online:
+                return
+            if arg0 == AUTH_SIGNATURE:
+                if self._token and self.phone.trusts(self._token, data):
+                    await self.go_online()
+                else:
+                    await self._send_auth_token()  # the host tries its next key
+            elif arg0 == AUTH_RSAPUBLICKEY:
+                # No key was trusted: the phone asks its user; the host waits for CNXN.
+                key = data.rstrip(b"\0").decode("utf-8", "replace").strip()
+                self.phone.waiting[self] = key
+                log.info("%s: host key waits for authorization", self.phone.serial)
         elif not self.online:
             return
         elif command == A_OPEN:
@@ -303,9 +327,17 @@ class Connection:
             stream = self.streams.pop(arg1, None)
             if stream is not None:
                 stream.on_close()
+                await self.send(A_CLSE, stream.local_id, stream.remote_id)  # as adbd answers
+
+    async def go_online(self) -> None:
+        """Accept the host: CNXN with the negotiated version and max payload."""
+        self.online = True
+        self.phone.waiting.pop(self, None)
+        await self.send(A_CNXN, self.version, self.max_payload, banner(self.phone.profile))
 
     async def _send_auth_token(self) -> None:
-        await self.send(A_AUTH, AUTH_TOKEN, 0, secrets.token_bytes(20))
+        self._token = secrets.token_bytes(TOKEN_SIZE)
+        await self.send(A_AUTH, AUTH_TOKEN, 0, self._token)
 
     async def _open(self, remote_id: int, data: bytes) -> None:
         service = data.rstrip(b"\0").decode("utf-8", "replace")
@@ -324,15 +356,27 @@ class Connection:
 class VirtualPhone:
     """One virtual phone: its adbd on a TCP port, on top of a PhoneOS."""
 
-    def __init__(self, phone_os: Any, profile: Profile, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        phone_os: Any,
+        profile: Profile,
+        port: int,
+        host: str = "127.0.0.1",
+        adb_keys: Path | None = None,
+    ) -> None:
         self.os = phone_os
         self.profile = profile
         self.host = host
         self.port = port
         self.faults = LinkFaults()
         self.connections: set[Connection] = set()
+        # With `adb_keys` the phone asks every host for a trusted key (ro.adb.secure=1).
+        self.keys = TrustedKeys(adb_keys) if adb_keys is not None else None
+        self.waiting: dict[Connection, str] = {}  # hosts whose key awaits "Allow"
+        self._revoked: list[str] = []  # keys set aside by the unauthorized fault
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._away: asyncio.Task[Any] | None = None  # an offline period or a reboot under way
         self._bytes_moved = 0
 
     @property
@@ -343,6 +387,42 @@ class VirtualPhone:
     def max_payload(self) -> int:
         """The largest payload this phone's adbd takes (4 KiB before Android 7)."""
         return min(MAX_PAYLOAD, self.os.release.max_payload)
+
+    # Authorization.
+    def needs_auth(self) -> bool:
+        """True when a host must prove a trusted key before it gets in."""
+        return self.keys is not None or self.faults.unauthorized
+
+    def trusts(self, token: bytes, signature: bytes) -> bool:
+        """True when `signature` signs `token` with a key this phone trusts."""
+        return self.keys is not None and signed_by(token, signature, self.keys.read())
+
+    async def authorize(self) -> int:
+        """Accept every host key waiting for authorization, as tapping "Allow" does.
+
+        The keys are trusted from now on and their hosts get CNXN; returns how many there were.
+        """
+        waiting = list(self.waiting.items())
+        if waiting and self.keys is None:  # a phone that asked only because of the fault
+            self.keys = TrustedKeys(Path(self.os.root) / "data" / "misc" / "adb" / "adb_keys")
+        for conn, key in waiting:
+            assert self.keys is not None
+            self.keys.add(key)
+            with contextlib.suppress(ConnectionError):
+                await conn.go_online()
+        return len(waiting)
+
+    def revoke_keys(self) -> None:
+        """Forget every trusted key ("Revoke USB debugging authorizations"); see restore_keys."""
+        if self.keys is not None:
+            self._revoked += self.keys.read()
+            self.keys.write([])
+
+    def restore_keys(self) -> None:
+        """Trust again the keys revoke_keys set aside."""
+        if self.keys is not None and self._revoked:
+            self.keys.write([*self._revoked, *self.keys.read()])
+        self._revoked = []
 
     # Listening.
     async def start(self, sock: Any | None = None) -> None:
@@ -392,10 +472,28 @@ class VirtualPhone:
             conn.close_streams()
             conn.abort()
 
+    def go_away(self, seconds: float, *, reboot: bool = False) -> None:
+        """Unreachable for `seconds` (connections cut, port closed; 0: until `come_back`)."""
+        if self._away is not None:
+            self._away.cancel()
+        self._away = self.spawn_task(self.reboot(seconds) if reboot else self.go_offline(seconds))
+
+    async def come_back(self) -> None:
+        """End an offline period or a reboot now: the port listens again."""
+        away, self._away = self._away, None
+        if away is not None and not away.done():
+            away.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await away
+        if self._server is None:
+            await self.start()
+
     async def go_offline(self, seconds: float) -> None:
-        """Unreachable for `seconds` (connections cut, port closed), then back."""
+        """Unreachable for `seconds` (connections cut, port closed; 0: until cleared), then back."""
         await self.stop_listening()
         self.drop()
+        if seconds <= 0:
+            return
         await asyncio.sleep(seconds)
         await self.start()
 
@@ -418,7 +516,7 @@ class VirtualPhone:
             offline = self.faults.die_offline
             log.info("%s: dying mid-transfer", self.serial)
             if offline > 0:
-                self.spawn_task(self.go_offline(offline))
+                self.go_away(offline)
             else:
                 self.drop()
             raise StreamClosed
@@ -528,9 +626,7 @@ class VirtualPhone:
             inbound.cancel()
             host_gone.cancel()
             if not completed:
-                # The host went away while the command ran: its whole process group dies.
-                with contextlib.suppress(ProcessLookupError, OSError):
-                    self.os.kill_group(proc, signal.SIGKILL)
+                await self._host_gone(proc, v2=v2)
                 finished.cancel()
                 outputs.cancel()
                 with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -538,10 +634,45 @@ class VirtualPhone:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await finished  # retrieve its outcome so nothing is left unobserved
 
+    async def _host_gone(self, proc: asyncio.subprocess.Process, *, v2: bool) -> None:
+        """The host closed the stream while the command ran.
+
+        Shell v2: SIGHUP to the shell, as adbd sends it (what the shell started may live on, as
+        on a phone); a shell still there after HANGUP_WAIT_S has its process group killed.
+        Otherwise the process group is killed.
+        """
+        if v2:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(shell_pid(proc.pid), signal.SIGHUP)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), HANGUP_WAIT_S)
+                return
+            log.warning("%s: shell outlived SIGHUP; killing its process group", self.serial)
+        with contextlib.suppress(ProcessLookupError, OSError):
+            self.os.kill_group(proc, signal.SIGKILL)
+
     @staticmethod
     async def _finish(proc: asyncio.subprocess.Process, outputs: asyncio.Future[Any]) -> None:
         await outputs
         await proc.wait()
+
+
+def shell_pid(pid: int) -> int:
+    """The host pid of the phone's shell a spawned command runs as.
+
+    A confined command is nsenter, whose child becomes the shell (`/system/bin/sh`); an
+    unconfined one is the shell itself.
+    """
+    for _ in range(4):
+        try:
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return pid
+        if argv0.endswith(b"/system/bin/sh") or not children:
+            return pid
+        pid = int(children[0])
+    return pid
 
 
 class SyncService:

@@ -1026,15 +1026,30 @@ class Benchmark:
                 k += 1
         return cpu, parts
 
+    def reference_cpu_us(self, model: ModelInfo) -> float:
+        """Simulated time of the whole model on the phone's CPU, one thread, XNNPACK."""
+        sim = self.phone.sim
+        xnn = ds.cpu_node_us(model, sim, xnnpack=True)
+        plain = ds.cpu_node_us(model, sim, xnnpack=False)
+        taken = ds.plan_xnnpack(model).delegated
+        return sum(xnn[i] if i in taken else plain[i] for i in range(model.node_count)) or 1.0
+
     # ---------------------------------------------------------------- engines
 
     def prepare_litert(self, ex: Execution) -> None:
-        """Build the LiteRT interpreter the CPU runs (XNNPACK as the run asks) with inputs."""
+        """Build the LiteRT interpreter the CPU runs (XNNPACK as the run asks) with inputs.
+
+        A delegated run instead times the host's reference: the whole model on one thread with
+        XNNPACK, as a one-thread CPU run does (see make_run).
+        """
         import numpy as np
 
-        self.interpreter = make_interpreter(
-            ex.model.path, self.p["num_threads"], xnnpack=ex.xnnpack is not None
-        )
+        if ex.applied:
+            self.interpreter = make_interpreter(ex.model.path, 1, xnnpack=True)
+        else:
+            self.interpreter = make_interpreter(
+                ex.model.path, self.p["num_threads"], xnnpack=ex.xnnpack is not None
+            )
         rng = np.random.default_rng()
         for detail in self.interpreter.get_input_details():
             dtype = detail["dtype"]
@@ -1047,13 +1062,19 @@ class Benchmark:
         if ex.xnnpack is not None and not ex.applied:
             ex.xnnpack = _real_xnnpack_plan(self.interpreter, ex.model) or ex.xnnpack
 
-    def _invoke(self) -> float:
-        """One real inference; its duration in seconds."""
-        start = time.perf_counter()
+    def _invoke(self, *, one_thread: bool) -> tuple[float, float]:
+        """One real inference: the seconds it counts as, and its wall seconds.
+
+        On one thread it counts as the CPU time of the thread that ran it: what the inference
+        computed, without the time other programs on the host took the CPU away (a phone's
+        benchmark has its cores to itself). On more threads, its wall time.
+        """
+        start, cpu = time.perf_counter(), time.thread_time()
         for index, data in self.input_data:
             self.interpreter.set_tensor(index, data)
         self.interpreter.invoke()
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        return (time.thread_time() - cpu if one_thread else wall), wall
 
     def make_run(self, ex: Execution) -> Callable[[bool], int]:
         """A function doing one inference and returning its (reported) microseconds."""
@@ -1063,8 +1084,6 @@ class Benchmark:
         cpu_us = sum(cpu[i] for i in cpu_nodes) / threads
         delegate_us = sum(parts.values())
         first_factor = max([a.first_factor for a in ex.applied], default=1.8)
-        total_cost = sum(cpu) or 1.0
-        cpu_share = sum(cpu[i] for i in cpu_nodes) / total_cost
         state = {"first": True}
 
         def noise() -> float:
@@ -1088,17 +1107,23 @@ class Benchmark:
             return run_model
 
         if not ex.applied:
+            one_thread = self.p["num_threads"] == 1
 
             def run_cpu(_warmup: bool) -> int:
-                return max(int(self._invoke() * 1e6), 1)
+                return max(int(self._invoke(one_thread=one_thread)[0] * 1e6), 1)
 
             return run_cpu
 
-        # Delegated runs on the litert engine: the CPU part's share of a real inference, the
-        # delegated part simulated; wall time is padded to the reported duration.
+        # Delegated runs on the litert engine: a real one-thread XNNPACK inference of the whole
+        # model on the host, times the profile's ratio between this run (delegated partitions
+        # and the CPU rest at these threads) and the phone's CPU running the whole model on one
+        # thread; so "vs CPU 1t" has the sign and size the profile gives. Wall time is padded
+        # to the reported duration.
+        reference_us = self.reference_cpu_us(ex.model)
+
         def run_delegated(_warmup: bool) -> int:
-            spent = self._invoke()
-            us = spent * 1e6 * cpu_share + delegate_us * noise()
+            host, spent = self._invoke(one_thread=True)
+            us = host * 1e6 * (cpu_us + delegate_us * noise()) / reference_us
             if us / 1e6 > spent:
                 time.sleep((us / 1e6 - spent) * self.phone.time_scale)
             return max(int(us), 1)
@@ -1486,7 +1511,11 @@ def _engine_line(phone: Phone) -> str:
     if phone.engine == "model":
         what = "no inference is run, all timings are simulated from the device profile"
     else:
-        what = "CPU timings are measured with LiteRT, delegate timings are simulated"
+        what = (
+            "CPU timings are measured with LiteRT on the host (one thread: the thread's CPU "
+            "time); a delegate's timings are simulated: the host's one-thread CPU time for the "
+            "model times the profile's delegate/CPU ratio"
+        )
     return (
         f"INFO: farm virtual device {phone.serial} ({phone.profile.name}): "
         f"benchmark_model stand-in, engine {phone.engine}: {what}"

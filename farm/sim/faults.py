@@ -6,19 +6,20 @@ from Python (`rate=1_000_000`):
 - drop: cut the connection; the adb server reconnects by itself.
 - die_after bytes=N [offline=SECONDS]: cut it after N more bytes of file transfer.
 - hang [seconds=T]: stop acknowledging anything (T=0: until cleared).
-- offline [seconds=T]: port closed for T seconds (default 5), then back.
+- offline [seconds=T]: port closed for T seconds (default 5; 0: until cleared), then back.
 - reboot [seconds=T]: processes die, offline for T seconds (default 2), then back.
 - disk_full [free=BYTES]: pushes beyond that fail with "No space left on device".
 - slow rate=BYTES_PER_S: bandwidth cap on the link, each way.
 - benchmark_crash [signal=N]: the benchmark binary dies by that signal (default 11).
-- unauthorized: CNXN answered with AUTH, so adb shows the phone `unauthorized`.
+- unauthorized: the phone forgets the host keys it trusted ("Revoke USB debugging
+  authorizations"), so adb shows it `unauthorized` until `authorize` or `clear`.
 - hot temp_c=T: the hottest thermal zone at T °C now (the others as far above their idle); the
   phone then cools or heats from there as the heat model says (`clear` leaves it so).
 - slowdown factor=F [delegate=KIND] [model=GLOB]: every inference of the matching benchmarks
   takes F times as long (model and litert engines). KIND is cpu (no delegate asked for), gpu,
   nnapi, hexagon, xnnpack or external; GLOB is matched against the model's file name on the
   phone, which is its content hash (`3fa2*.tflite`: the first hex digits of model_sha256).
-- clear: every fault above removed.
+- clear: every fault above removed; a phone offline or rebooting is back at once.
 """
 
 from __future__ import annotations
@@ -144,10 +145,10 @@ async def apply_fault(phone: VirtualPhone, kind: str, **options: Any) -> None:
         if values["seconds"] > 0:
             phone.spawn_task(_resume_after(phone, values["seconds"]))
     elif kind == "offline":
-        phone.spawn_task(phone.go_offline(values["seconds"]))
+        phone.go_away(values["seconds"])
         await asyncio.sleep(0)
     elif kind == "reboot":
-        phone.spawn_task(phone.reboot(values["seconds"]))
+        phone.go_away(values["seconds"], reboot=True)
         await asyncio.sleep(0)
     elif kind == "disk_full":
         faults.disk_full_free = values["free"]
@@ -162,16 +163,19 @@ async def apply_fault(phone: VirtualPhone, kind: str, **options: Any) -> None:
         phone.os.set_fault("slowdown", **values)
     elif kind == "unauthorized":
         faults.unauthorized = True
+        phone.revoke_keys()
         phone.drop()  # the server reconnects and meets the AUTH challenge
     elif kind == "clear":
         was_unauthorized = faults.unauthorized
         faults.unauthorized = False
+        phone.restore_keys()
         faults.rate = 0.0
         faults.die_after = None
         faults.disk_full_free = None
         phone.os.set_storage_free(None)
         faults.hang.set()
         phone.os.clear_faults()
+        await phone.come_back()
         if was_unauthorized:
             phone.drop()
 

@@ -36,16 +36,20 @@ from typing import Any
 
 from farm.errors import ConfigError, FarmError, LabError
 from farm.profiles import PROFILE_DIR, get_profile
+from farm.sim.adb_auth import TrustedKeys, host_key_files, host_keys
 from farm.sim.adbd import VirtualPhone
 from farm.sim.faults import apply_fault, parse_fault
 
 STATE_FILE = "lab.json"
 CPU_LOCK_FILE = "cpu.lock"
+HOST_KEYS_FILE = "adb_keys"
+HOST_KEY_WAIT_S = 10.0  # the adb server's public keys, trusted by every new phone
 KILL_WAIT_S = 5.0  # how long a process killed with SIGKILL may take to be gone
 ADB_ANSWER_S = 3.0  # adb disconnect / kill-server on a server that answers take milliseconds
 PR_SET_PDEATHSIG = 1
 DEFAULT_PHONE_OS = "farm.sim.phone_os:PhoneOS"
 EMULATOR_PORTS = range(5554, 5586)  # adb servers scan these by themselves
+EMULATOR_ADB_PORTS = range(5555, 5586, 2)  # an emulator's adbd: emulator-(PORT-1)
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 log = logging.getLogger("farm.sim.lab")
 
@@ -128,8 +132,18 @@ def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _bind_phone_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening socket on `port`, else on a free port outside the emulator range."""
+def _bind_phone_socket(
+    host: str = "127.0.0.1", port: int = 0, *, emulator: bool = False
+) -> socket.socket:
+    """A listening socket on `port`, else on a free port outside the emulator range (inside
+    it, on the first free emulator adbd port, with `emulator`)."""
+    if emulator and not port:
+        for candidate in EMULATOR_ADB_PORTS:
+            if _port_in_use(candidate - 1, host):  # an emulator's console: the pair is taken
+                continue
+            with contextlib.suppress(LabError):
+                return _bind_phone_socket(host, candidate)
+        raise LabError("no free port pair in the adb emulator range 5554-5585")
     if port:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -137,7 +151,7 @@ def _bind_phone_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise LabError(f"cannot listen on {host}:{port} again: {exc}") from None
+            raise LabError(f"cannot listen on {host}:{port}: {exc}") from None
         sock.listen(16)
         sock.setblocking(False)
         return sock
@@ -278,6 +292,7 @@ class Lab:
     detached: bool = False
     phone_os: str = DEFAULT_PHONE_OS
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    emulator: bool = False  # phones on emulator ports, named emulator-NNNN by the adb server
 
     # Starting.
     @classmethod
@@ -296,12 +311,17 @@ class Lab:
         phone_os: str = DEFAULT_PHONE_OS,
         timeout: float = 60.0,
         profile_dir: Path | None = None,
+        emulator: bool = False,
     ) -> Lab:
         """Start phones of the given profile names and attach them to the adb server.
 
         `faults` maps a phone's index in `profiles` to faults in force from its start.
         `detach` lets the phones outlive this process (the CLI); otherwise they stop with it.
         `profile_dir` takes the profiles from that folder instead of device_profiles/.
+        `emulator` puts the phones on the emulator ports (5555, 5557, ...), where the adb
+        server finds them as `emulator-5554`, ... as it finds a local emulator.
+        Every phone trusts the adb server's key (`adbkey.pub` of its environment), as a phone
+        whose owner allowed this computer; see `authorize` for other hosts.
         """
         if engine not in ("litert", "model"):
             raise ConfigError(f"unknown engine {engine!r} (known: litert, model)")
@@ -330,6 +350,7 @@ class Lab:
             profile_dir=str(profile_dir or ""),
             detached=detach,
             phone_os=phone_os,
+            emulator=emulator,
         )
         (directory / CPU_LOCK_FILE).touch(mode=0o644, exist_ok=True)
         groups = (
@@ -338,6 +359,8 @@ class Lab:
         deadline = time.monotonic() + timeout
         procs: list[subprocess.Popen[bytes]] = []
         try:
+            lab._ensure_server()
+            lab._write_host_keys()
             for index, members in enumerate(groups):
                 procs.append(
                     lab._spawn_host(
@@ -391,7 +414,11 @@ class Lab:
             json.dumps(faults),
             "--cpu-lock",
             str(self.dir / CPU_LOCK_FILE),
+            "--adb-keys",
+            str(self.dir / HOST_KEYS_FILE),
         ]
+        if self.emulator:
+            args.append("--emulator")
         if self.profile_dir:
             args += ["--profile-dir", self.profile_dir]
         if ports:
@@ -438,7 +465,7 @@ class Lab:
         for phone in info["phones"]:
             self.phones.append(
                 LabPhone(
-                    serial=phone["serial"],
+                    serial=f"emulator-{phone['port'] - 1}" if self.emulator else phone["serial"],
                     profile=phone["profile"],
                     port=phone["port"],
                     pid=proc.pid,
@@ -468,18 +495,48 @@ class Lab:
         except OSError as exc:
             raise LabError(f"cannot run adb at {self.adb_path}: {exc}") from None
 
-    def _attach(self, deadline: float, expect_unauthorized: set[int] = frozenset()) -> None:  # type: ignore[assignment]
-        if not _port_in_use(self.adb_port):
-            result = self.adb("start-server")
-            if result.returncode != 0:
-                raise LabError(f"cannot start adb server on port {self.adb_port}: {result.stderr}")
-            self.started_adb_server = True
-            self.adb_server_pid = adb_server_pid(self.adb_port)
-            self._save()
-        for phone in self.phones:
-            result = self.adb("connect", phone.serial)
+    def _ensure_server(self) -> None:
+        """Start an adb server on the lab's port when none answers there."""
+        if _port_in_use(self.adb_port):
+            return
+        result = self.adb("start-server")
+        if result.returncode != 0:
+            raise LabError(f"cannot start adb server on port {self.adb_port}: {result.stderr}")
+        self.started_adb_server = True
+        self.adb_server_pid = adb_server_pid(self.adb_port)
+        self._save()
+
+    def _write_host_keys(self) -> None:
+        """Note the adb server's public keys, for new phones to trust."""
+        deadline = time.monotonic() + HOST_KEY_WAIT_S  # a new server writes its key soon after
+        while not (keys := host_keys(self.env)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not keys:
+            where = ", ".join(str(p) for p in host_key_files(self.env))
+            raise LabError(
+                f"no adb public key found ({where}): the phones could not trust the adb server"
+            )
+        TrustedKeys(self.dir / HOST_KEYS_FILE).write(keys)
+
+    def connect(self, phone: LabPhone) -> None:
+        """Ask the adb server to attach the phone: `adb connect`, or for a phone on an emulator
+        port, the `host:emulator:PORT` request a starting emulator sends."""
+        if not self.emulator:
+            result = self.adb("connect", f"127.0.0.1:{phone.port}")
             if "cannot connect" in result.stdout or "failed to connect" in result.stdout:
                 raise LabError(f"[{phone.serial}] adb connect failed: {result.stdout.strip()}")
+            return
+        service = f"host:emulator:{phone.port}".encode()
+        try:
+            with socket.create_connection(("127.0.0.1", self.adb_port), timeout=ADB_ANSWER_S) as s:
+                s.sendall(b"%04x" % len(service) + service)
+        except OSError as exc:
+            raise LabError(f"[{phone.serial}] adb server not reachable: {exc}") from None
+
+    def _attach(self, deadline: float, expect_unauthorized: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        self._ensure_server()
+        for phone in self.phones:
+            self.connect(phone)
         wanted = {
             p.serial: ("unauthorized" if i in expect_unauthorized else "device")
             for i, p in enumerate(self.phones)
@@ -523,12 +580,46 @@ class Lab:
         raise LabError(f"no phone {serial!r} in the lab at {self.dir}")
 
     def fault(self, serial: str, kind: str, **options: Any) -> None:
-        """Make a phone show a fault now (see farm.sim.faults for kinds and options)."""
+        """Make a phone show a fault now (see farm.sim.faults for kinds and options).
+
+        After `clear`, waits until the adb server shows the phone as `device` again (attaching
+        it anew when the server gave up on it while it was away).
+        """
 
         parse_fault(kind, options)
+        self._control(serial, {"kind": kind, "options": options})
+        if kind == "clear" and _port_in_use(self.adb_port):  # adb would start a server
+            self.reattach(serial)
+
+    def authorize(self, serial: str) -> int:
+        """Accept the host keys waiting on a phone, as its owner tapping "Allow" does.
+
+        The phone trusts them from then on; returns how many were accepted. A LabError when no
+        host is waiting.
+        """
+        answer = self._control(serial, {"kind": "authorize", "options": {}})
+        return int(answer.get("accepted", 0))
+
+    def reattach(self, serial: str, timeout: float = 30.0) -> None:
+        """Wait until the adb server shows the phone as `device`; attach it again if absent."""
+        phone = self.phone(serial)
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.adb_states().get(phone.serial, "absent")
+            if state == "device":
+                return
+            if state == "absent":
+                self.connect(phone)
+            if time.monotonic() > deadline:
+                raise LabError(f"[{serial}] still {state}, not device, after {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def _control(self, serial: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Send a request to the host process of a phone; its answer (a LabError if refused)."""
         phone = self.phone(serial)
         host = self.hosts[phone.host]
-        request = {"token": host.token, "serial": phone.serial, "kind": kind, "options": options}
+        kind = request["kind"]
+        request = {**request, "token": host.token, "serial": f"127.0.0.1:{phone.port}"}
         try:
             with socket.create_connection(("127.0.0.1", host.control_port), timeout=10) as sock:
                 sock.sendall(json.dumps(request).encode() + b"\n")
@@ -537,9 +628,11 @@ class Lab:
             raise LabError(f"[{serial}] lab host not reachable: {exc}") from None
         if not reply:
             raise LabError(f"[{serial}] lab host closed the control channel")
-        answer = json.loads(reply)
+        answer: dict[str, Any] = json.loads(reply)
         if not answer.get("ok"):
-            raise LabError(f"[{serial}] fault {kind} refused: {answer.get('error')}")
+            what = "authorize" if kind == "authorize" else f"fault {kind}"
+            raise LabError(f"[{serial}] {what} refused: {answer.get('error')}")
+        return answer
 
     def kill(self, serial: str) -> None:
         """Kill a phone's process for real (needs one process per phone)."""
@@ -589,9 +682,7 @@ class Lab:
         finally:
             self._save()
         restarted = self.phone(serial)
-        result = self.adb("connect", restarted.serial)
-        if "cannot connect" in result.stdout or "failed to connect" in result.stdout:
-            raise LabError(f"[{serial}] adb connect failed: {result.stdout.strip()}")
+        self.connect(restarted)
         self.wait_state(restarted.serial, "device", timeout=max(deadline - time.monotonic(), 1.0))
         return restarted
 
@@ -614,7 +705,7 @@ class Lab:
         names the processes that even SIGKILL did not end (the state is kept: run it again).
         """
         said: list[str] = []
-        if self.phones and _port_in_use(self.adb_port):
+        if self.phones and _port_in_use(self.adb_port) and not self.emulator:
             for phone in self.phones:
                 try:
                     self.adb("disconnect", phone.serial, timeout=ADB_ANSWER_S)
@@ -697,6 +788,7 @@ class Lab:
             "profile_dir": self.profile_dir,
             "detached": self.detached,
             "phone_os": self.phone_os,
+            "emulator": self.emulator,
             "phones": [asdict(p) for p in self.phones],
             "hosts": [asdict(h) for h in self.hosts],
         }
@@ -727,6 +819,7 @@ class Lab:
             profile_dir=data.get("profile_dir", ""),
             detached=data.get("detached", True),
             phone_os=data.get("phone_os", DEFAULT_PHONE_OS),
+            emulator=data.get("emulator", False),
             env=dict(os.environ),
         )
 
@@ -766,6 +859,11 @@ async def _serve_control(
             answer = {"ok": False, "error": "bad token"}
         elif request.get("serial") not in phones:
             answer = {"ok": False, "error": f"no phone {request.get('serial')!r} here"}
+        elif request["kind"] == "authorize":
+            accepted = await phones[request["serial"]].authorize()
+            answer = {"ok": bool(accepted), "accepted": accepted}
+            if not accepted:
+                answer["error"] = "no host is waiting for authorization"
         else:
             await apply_fault(phones[request["serial"]], request["kind"], **request["options"])
             answer = {"ok": True}
@@ -791,7 +889,7 @@ async def _host_main(args: argparse.Namespace) -> None:
     try:
         profile_dir = Path(args.profile_dir) if args.profile_dir else PROFILE_DIR
         ports = [int(p) for p in args.ports.split(",")] if args.ports else [0] * len(args.profiles)
-        sockets = [_bind_phone_socket(port=port) for port in ports]
+        sockets = [_bind_phone_socket(port=port, emulator=args.emulator) for port in ports]
         extra = {"cpu_lock": Path(args.cpu_lock)} if args.cpu_lock else {}
 
         def make_os(index: int) -> Any:
@@ -807,7 +905,11 @@ async def _host_main(args: argparse.Namespace) -> None:
         start_faults = json.loads(args.faults)
         for index, (sock, phone_os) in enumerate(zip(sockets, systems, strict=True)):
             profile = get_profile(args.profiles[index], profile_dir)
-            phone = VirtualPhone(phone_os, profile, sock.getsockname()[1])
+            port = sock.getsockname()[1]
+            keys = Path(phone_os.root) / "data" / "misc" / "adb" / HOST_KEYS_FILE
+            if args.adb_keys and not keys.exists():  # a phone restarted keeps what it trusts
+                TrustedKeys(keys).write(TrustedKeys(Path(args.adb_keys)).read())
+            phone = VirtualPhone(phone_os, profile, port, adb_keys=keys)
             await phone.start(sock)
             for kind, options in start_faults.get(str(index), []):
                 await apply_fault(phone, kind, **options)
@@ -859,6 +961,8 @@ def host_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpu-lock", default="")
     parser.add_argument("--profile-dir", default="")
     parser.add_argument("--ports", default="")
+    parser.add_argument("--adb-keys", default="")
+    parser.add_argument("--emulator", action="store_true")
     parser.add_argument("profiles", nargs="+")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

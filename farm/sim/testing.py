@@ -52,7 +52,11 @@ def free_port() -> int:
 
 @dataclass
 class AdbServer:
-    """A private adb server: own port, own HOME and TMPDIR, pinned binary."""
+    """A private adb server: own port, own HOME and TMPDIR, pinned binary.
+
+    `emulator_scan`: the server looks for emulators on ports 5555-5585 as it starts (as a
+    developer's or CI's adb server does); otherwise it sees only the phones attached to it.
+    """
 
     adb_path: str
     port: int = 0
@@ -61,6 +65,7 @@ class AdbServer:
     env: dict[str, str] = field(default_factory=dict)
     _proc: subprocess.Popen[bytes] | None = None
     _own_home: bool = True
+    emulator_scan: bool = False
 
     def start(self, timeout: float = 20.0) -> AdbServer:
         """Start the server in the foreground of a child process and wait until it answers.
@@ -85,6 +90,8 @@ class AdbServer:
                 "ADB_EMU": "0",
                 "LANG": "C.UTF-8",
             }
+            if self.emulator_scan:
+                del self.env["ADB_EMU"]
             log = open(self.home / "adb-server.log", "ab")  # noqa: SIM115
             self._proc = subprocess.Popen(
                 [self.adb_path, "-P", str(self.port), "nodaemon", "server"],

@@ -10,7 +10,14 @@ import pytest
 
 from farm.profiles import get_profile
 from farm.sim.adbd import banner, exit_status
-from farm.sim.testing import random_file, sha256, wait_until_gone, wait_until_present
+from farm.sim.testing import (
+    processes_with,
+    random_file,
+    sha256,
+    wait_until,
+    wait_until_gone,
+    wait_until_present,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -95,28 +102,29 @@ def test_adbutils_sync_shell_and_stat(start_lab, adb_server, tmp_path: Path):
     assert device.prop.model == "Pixel 7"
 
 
-def test_closed_shell_stream_kills_the_process_group(start_lab, adb_server):
-    serial = start_lab(["pixel_7"]).phones[0].serial
-    marker = "9876511"  # the command computes it, so only the sleeps carry it
+def test_closed_v2_shell_stream_hangs_up_the_shell_only(start_lab, adb_server, on_phone):
+    lab = start_lab(["pixel_7"])
+    serial = lab.phones[0].serial
+    marker = "9876511"  # the command computes it, so only the sleep carries it
     client = subprocess.Popen(
         [
             adb_server.adb_path,
-            "-P",
-            str(adb_server.port),
-            "-s",
-            serial,
-            "shell",
-            "sleep $((9876510+1)) & sleep $((9876510+1)) | cat; wait",
+            *("-P", str(adb_server.port), "-s", serial, "shell"),
+            "trap 'echo hup > /data/local/tmp/hup; exit 3' HUP; sleep $((9876510+1)) & wait",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=adb_server.env,
     )
     try:
-        assert len(wait_until_present(marker)) >= 2
+        assert len(wait_until_present(marker)) == 1
     finally:
         client.kill()
         client.wait()
+    # adbd sends SIGHUP to the shell, as a real one does; what the shell started lives on.
+    wait_until(lambda: on_phone(lab, serial, "/data/local/tmp/hup"), 10, "the shell's HUP trap")
+    assert len(processes_with(marker)) == 1
+    lab.fault(serial, "reboot", seconds=0.5)  # a reboot ends it
     assert wait_until_gone(marker) == []
 
 
