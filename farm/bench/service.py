@@ -290,17 +290,27 @@ def run(
     if nightly is None:
         return finished
     finished = nightly.finish(data, finished, baseline)
-    if finished.comparison is not None:  # the report shows it: regressions first, JUnit failures
-        from farm.report.baseline import comparison_section, regressions_of
+    if finished.comparison is not None or (nightly.record and not finished.interrupted):
+        # the report shows them: regressions first, JUnit failures, the history's trends
+        from farm.report.baseline import (
+            comparison_section,
+            history_trends,
+            regressions_of,
+            with_trends,
+        )
 
+        cmp = finished.comparison
+        section = comparison_section(cmp) if cmp is not None else None
+        if nightly.record:
+            section = with_trends(section, history_trends(nightly.history_url, data.cells))
         try:
             write_outputs(
                 run_dir,
                 data.cells,
                 header=data.header,
                 formats=("html", "junit"),
-                comparison=comparison_section(finished.comparison),
-                regressions=regressions_of(finished.comparison),
+                comparison=section,
+                regressions=regressions_of(cmp) if cmp is not None else None,
                 fail_on=_junit_fail_on(finished.fail_on),
             )
         except OSError as exc:

@@ -42,6 +42,20 @@ def report_command(
             "first) and junit.xml fails regressed configurations with --fail-on regression.",
         ),
     ] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Show each configuration's trend in the history (steps marked) in report.html.",
+        ),
+    ] = False,
+    history_url: Annotated[
+        str | None,
+        typer.Option(
+            "--history-url",
+            help="The history database (default: $FARM_HISTORY, else the user data folder).",
+        ),
+    ] = None,
 ) -> None:
     """Regenerate report.html, report.md, results.csv/json and junit.xml of a run folder
     (folders written by older farm versions included)."""
@@ -54,6 +68,14 @@ def report_command(
     base = None
     if baseline is not None:
         base = baseline.parent if baseline.is_file() else baseline
-    paths = regenerate(folder, formats=chosen, reference=reference, fail_on=kinds, baseline=base)
+    paths = regenerate(
+        folder,
+        formats=chosen,
+        reference=reference,
+        fail_on=kinds,
+        baseline=base,
+        history=history or history_url is not None,
+        history_url=history_url,
+    )
     for path in paths.values():
         typer.echo(str(path))

@@ -90,3 +90,50 @@ def _round(value: Any, digits: int) -> float | None:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def with_trends(section: ComparisonSection | None, trends: list[str]) -> ComparisonSection | None:
+    """The comparison section with trend charts added (a section of its own without one)."""
+    if not trends:
+        return section
+    if section is None:
+        import pandas as pd
+
+        return ComparisonSection(title="History", frame=pd.DataFrame(), trends=tuple(trends))
+    return ComparisonSection(section.title, section.frame, section.regression_column, tuple(trends))
+
+
+def history_trends(url: str | None, cells: Any, *, limit: int = 12) -> list[str]:
+    """Trend charts from the history at `url` (None: the default) for the configurations of
+    these cells: the ones with a step first, at most `limit`."""
+    from farm.history.changepoints import detect_steps
+    from farm.history.store import History, config_key
+    from farm.report.plots import trend_chart
+
+    keys = {config_key(c) for c in cells}
+    charts: list[tuple[bool, str, str]] = []
+    with History(url) as history:
+        for config in history.configurations():
+            if config.key not in keys:
+                continue
+            points = [p for p in history.trend(config) if p.median_us]
+            if len(points) < 2:
+                continue
+            medians = [float(p.median_us or 0) for p in points]
+            steps = detect_steps(medians)
+            runs = [_point_name(p.run_id, p.labels) for p in points]
+            svg = trend_chart(
+                config.label,
+                runs,
+                [m / 1000.0 for m in medians],
+                [(s.index, s.percent) for s in steps],
+                f"trend-{len(charts)}",
+            )
+            charts.append((bool(steps), config.label, svg))
+    charts.sort(key=lambda c: (not c[0], c[1]))
+    return [svg for _, _, svg in charts[:limit]]
+
+
+def _point_name(run_id: str, labels: Any) -> str:
+    commit = labels.get("commit") if hasattr(labels, "get") else None
+    return str(commit) if commit else run_id

@@ -122,10 +122,13 @@ def regenerate(
     fail_on: Iterable[str] = DEFAULT_FAIL_ON,
     baseline: Path | str | None = None,
     threshold: float | None = None,
+    history: bool = False,
+    history_url: str | None = None,
 ) -> dict[str, Path]:
     """Write a run folder's report files again from its results.jsonl (any schema version);
     with a `baseline` run folder, report.html shows the comparison and junit.xml its
-    regressions."""
+    regressions; with `history`, report.html shows each configuration's trend in the history
+    at `history_url` (None: the default) with its steps marked."""
     run = load_run(run_dir)
     comparison = None
     if baseline is not None:
@@ -142,6 +145,10 @@ def regenerate(
         from farm.report.baseline import comparison_section, regressions_of
 
         section, regressions = comparison_section(comparison), regressions_of(comparison)
+    if history:
+        from farm.report.baseline import history_trends, with_trends
+
+        section = with_trends(section, history_trends(history_url, run.cells))
     return write_outputs(
         run.run_dir,
         run.cells,

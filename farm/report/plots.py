@@ -226,3 +226,32 @@ def speedup_heatmap(rows: pd.DataFrame, labels: dict[str, str], name: str) -> st
         bar.set_ticks(ticks, labels=[f"{2.0**t:g}×" for t in ticks])
         bar.set_label("speed-up vs CPU 1 thread (blue: faster)")
         return _svg(fig, name)
+
+
+def trend_chart(
+    title: str, runs: list[str], medians_ms: list[float], steps: list[tuple[int, float]], name: str
+) -> str:
+    """One configuration's median latency over the history's runs, oldest first; each step
+    (index of the first run after it, change in %) is a dashed line with its size."""
+    with _svg_style(name):
+        fig = Figure(figsize=(5.2, 2.2))
+        ax = fig.subplots()
+        x = list(range(len(medians_ms)))
+        (drawn,) = ax.plot(x, medians_ms, marker="o", markersize=3, color="#1f77b4")
+        _data(name, drawn)
+        for index, percent in steps:
+            ax.axvline(index - 0.5, color="#d62728", linestyle="--", linewidth=1)
+            ax.annotate(
+                f"{percent:+.1f}%",
+                (index - 0.5, max(medians_ms)),
+                color="#d62728",
+                fontsize=8,
+                ha="left",
+                va="top",
+            )
+        shown = [i for i in x if len(x) <= 8 or i % max(1, len(x) // 8) == 0 or i == x[-1]]
+        ax.set_xticks(shown, [safe_text(runs[i])[-12:] for i in shown], rotation=30, ha="right")
+        ax.set_ylabel("median, ms")
+        ax.set_title(safe_text(title), fontsize=9)
+        ax.grid(alpha=0.3)
+        return _svg(fig, name)

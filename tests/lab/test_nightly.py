@@ -67,6 +67,7 @@ def test_slowdown_is_found_by_compare_history_and_gate(
     # The run's own report shows the comparison, regressions first, and junit.xml fails them.
     html = (run_b / "report.html").read_text()
     assert "Against the baseline" in html and "commit=bbb" in html
+    assert 'data-plot="trend-' in html  # the run was recorded: each configuration's history
     junit = JUnitXml.fromfile(str(run_b / "junit.xml"))
     failed = {
         (suite.name, case.name)

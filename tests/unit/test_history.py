@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -214,3 +215,26 @@ def test_history_cli(tmp_path: Path, write_run: RunMaker, noisy_cells: Any) -> N
 
     missing = runner.invoke(app, ["history", "show", "nope"], env=env)
     assert isinstance(missing.exception, InputError) and "no run 'nope'" in str(missing.exception)
+
+
+def test_report_trends_mark_the_step_and_come_first(
+    history_url: str, write_run: RunMaker, noisy_cells: Any
+) -> None:
+    from farm.report.baseline import history_trends, with_trends
+
+    runs = nightly_series(write_run, noisy_cells, 30, step_at=20)
+    with History(history_url) as history:
+        for run in runs:
+            history.add_run(run)
+    charts = history_trends(history_url, runs[-1].cells)
+    assert len(charts) == len({(c.serial, c.model, c.delegate, c.threads) for c in runs[-1].cells})
+    step = re.compile(r"[+-]\d+\.\d%")  # the step's size, written beside its line
+    first = charts[0]
+    assert first.startswith("<svg") and "· gpu ·" in first
+    assert [float(m[:-1]) for m in step.findall(first)] and 10 < float(
+        step.findall(first)[0][:-1]
+    ) < 14
+    assert not any(step.search(svg) for svg in charts[1:])
+    section = with_trends(None, charts)
+    assert section is not None and section.frame.empty and len(section.trends) == len(charts)
+    assert with_trends(None, []) is None
