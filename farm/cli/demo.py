@@ -116,8 +116,10 @@ def run_demo(
     model_dir: Path,
     progress: Any,
     say: Any,
+    threads: tuple[int, ...] = DEMO_THREADS,
 ) -> Any:
-    """Lab up on a private adb server, run the demo matrix, lab down (also on error or Ctrl-C)."""
+    """Lab up on a private adb server, run the demo matrix (its CPU thread sweep `threads`),
+    lab down (also on error or Ctrl-C)."""
     from farm.bench.service import load_models, run
     from farm.sim.lab import Lab
     from farm.sim.testing import AdbServer, bundled_adb
@@ -145,7 +147,9 @@ def run_demo(
             f"farm demo: {len(lab.phones)} virtual phones up ({', '.join(DEMO_PROFILES)}; "
             f"engine {engine}) in {time.monotonic() - t0:.1f} s"
         )
-        config = config.model_copy(update={"adb_servers": [f"127.0.0.1:{server.port}"]})
+        config = config.model_copy(
+            update={"adb_servers": [f"127.0.0.1:{server.port}"], "threads": list(threads)}
+        )
         result = run(config=config, progress=progress, grace_s=10.0)
         say(f"farm demo: run took {time.monotonic() - t0:.1f} s in all")
         return result

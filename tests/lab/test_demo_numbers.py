@@ -31,6 +31,7 @@ def test_demo_vs_cpu_agrees_with_the_profiles_for_fully_delegated_cells(tmp_path
         model_dir=default_models_dir(),
         progress=False,
         say=said.append,
+        threads=(1,),  # "vs CPU" is against one thread; the sweep adds nothing here
     )
     summary = summary_frame(cells_frame(result.cells))
     full = {
