@@ -89,8 +89,13 @@ def test_slowdown_is_found_by_compare_history_and_gate(
     same = farm_cli("compare", run_a, run_a2, "--json", "--fail-on", "regression,failed,fallback")
     assert same.returncode == 0, same.stdout + same.stderr
     data = json.loads(same.stdout)
-    assert [c["findings"] for c in data["configs"] if c["findings"]] == []
-    assert {c["latency"]["change"] for c in data["configs"]} == {"unchanged"}
+    # Nothing is named; a configuration too noisy to call is "inconclusive" (never a finding
+    # the gate fails on), with how many repeats would settle it.
+    named = [f for c in data["configs"] for f in c["findings"] if f["kind"] != "inconclusive"]
+    assert named == []
+    changes = [c["latency"]["change"] for c in data["configs"]]
+    assert set(changes) <= {"unchanged", "inconclusive"}
+    assert changes.count("unchanged") >= len(changes) - 1, changes
 
     # A against B: exactly the slowed phone's GPU configurations, about 12 % slower.
     diff = farm_cli("compare", run_a, run_b, "--json")
