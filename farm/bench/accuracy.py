@@ -33,13 +33,13 @@ from farm.bench.cell import (  # the cell's own launch, wait and pull steps
     CellHost,
     DeviceLost,
     Interrupted,
-    _forget,
-    _pull_log,
-    _wait,
+    forget_job,
     is_simulated,
     launch_job,
     model_path,
+    pull_log,
     safe_name,
+    wait_job,
 )
 from farm.bench.deploy import ensure_file, sha256_file
 from farm.bench.flags import accuracy_args, benchmark_args
@@ -686,9 +686,9 @@ def _run_on_device(
         return DeviceOutputs(
             AccuracyStatus.FAILED, "accuracy run: launch printed no pid", command=command
         )
-    timed_out, exit_status = _wait(host, job, time.monotonic())
-    _forget(host, job)
-    have_log = _pull_log(host, remote_log, local_log)
+    timed_out, exit_status = wait_job(host, job, time.monotonic())
+    forget_job(host, job)
+    have_log = pull_log(host, remote_log, local_log)
     rel_log = local_log.relative_to(host.run_dir).as_posix() if have_log else None
     result = DeviceOutputs(AccuracyStatus.FAILED, command=command, log=rel_log)
     if have_log:

@@ -300,8 +300,8 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
         if job is None:
             return result(Status.ERROR, "launch printed no pid")
         host.phase("run", cell)
-        timed_out, exit_status = _wait(host, job, t_run, sampler)
-        _forget(host, job)
+        timed_out, exit_status = wait_job(host, job, t_run, sampler)
+        forget_job(host, job)
         if timed_out or exit_status is not None or reruns >= opt.reruns:
             break
         # Gone without an exit status: killed from outside (a reboot), not by its own fault.
@@ -310,7 +310,7 @@ def run_cell(host: CellHost, cell: Cell) -> CellResult:
         host.log.info("%s: ended without an exit status; running it again", cell.key)
     after = gate.snapshot(host)
     host.phase("pull", cell)
-    have_log = _pull_log(host, remote_log, local_log)
+    have_log = pull_log(host, remote_log, local_log)
     log = rel_log if have_log else None
     if timed_out:
         return result(
@@ -366,7 +366,7 @@ def launch_job(
     )
 
 
-def _wait(
+def wait_job(
     host: CellHost, job: jobs.Job, t0: float, sampler: gate.Sampler | None = None
 ) -> tuple[bool, int | None]:
     """Wait until the benchmark ends (sampling its thermal state when given a sampler); kill it
@@ -416,14 +416,14 @@ def _kill(host: CellHost, job: jobs.Job) -> None:
         host.log.warning("could not kill pid %s: %s", job.pid, exc)
 
 
-def _forget(host: CellHost, job: jobs.Job) -> None:
+def forget_job(host: CellHost, job: jobs.Job) -> None:
     try:
         jobs.forget(host.device, job, timeout=host.options.command_timeout_s)
     except DeviceError as exc:  # best effort: a leftover pid file is checked by the next run
         host.log.debug("could not remove the pid files of %s: %s", job.log, exc)
 
 
-def _pull_log(host: CellHost, remote: str, local: Path) -> bool:
+def pull_log(host: CellHost, remote: str, local: Path) -> bool:
     """Pull the device log into the run folder; False when there is none."""
     local.parent.mkdir(parents=True, exist_ok=True)
     try:
